@@ -1,0 +1,231 @@
+"""Typed configuration: one dataclass per concern, validated where it is built.
+
+The CLI, config files (YAML/JSON) and checkpoints all go through these classes. Every error
+names the flag (`--train.lr`) so a user knows what to fix. `RunConfig.to_dict()` is what every
+run folder (`config.yaml`) and every checkpoint's safetensors metadata carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag."""
+
+
+def _check(cond: bool, flag: str, msg: str):
+    if not cond:
+        raise ConfigError(f"`--{flag}` {msg}")
+
+
+RESIZE_FILTERS = ("nearest", "box", "bilinear", "bicubic", "lanczos")
+
+
+@dataclass
+class DataConfig:
+    source: str = "builtin"          # "builtin" (procedural sprite set) or a folder of images
+    size: int = 32                   # square training resolution in pixels
+    resize_filter: str = "lanczos"   # filter when the scale factor is not an integer (integer factors use nearest)
+    fit: str = "pad"                 # "crop" (center-crop to square) or "pad" (pad to square with transparent/edge)
+    hflip: bool = False              # random horizontal flip augmentation
+    strict: bool = False             # fail on the first unreadable file instead of skipping it with a warning
+    channels: str = "auto"           # "auto" (RGBA if any image has alpha), "rgb" or "rgba"
+    builtin_seed: int = 0            # seed of the procedural built-in sprite set
+    builtin_characters: int = 24     # characters rendered in the built-in set
+
+    def __post_init__(self):
+        _check(8 <= self.size <= 512 and self.size % 8 == 0, "data.size", f"must be a multiple of 8 in [8, 512], got {self.size}")
+        _check(self.resize_filter in RESIZE_FILTERS, "data.resize_filter", f"must be one of {RESIZE_FILTERS}, got {self.resize_filter!r}")
+        _check(self.fit in ("crop", "pad"), "data.fit", f"must be 'crop' or 'pad', got {self.fit!r}")
+        _check(self.channels in ("auto", "rgb", "rgba"), "data.channels", f"must be 'auto', 'rgb' or 'rgba', got {self.channels!r}")
+        _check(self.builtin_characters >= 1, "data.builtin_characters", f"must be >= 1, got {self.builtin_characters}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # channels, per-level multipliers, res blocks per level, attention at resolutions <= attn_max_res
+    "tiny": dict(channels=32, channel_mult=(1, 2, 2), num_blocks=1, attn_max_res=8, heads=2),
+    "small": dict(channels=64, channel_mult=(1, 2, 2), num_blocks=2, attn_max_res=8, heads=4),
+    "base": dict(channels=96, channel_mult=(1, 2, 3, 4), num_blocks=2, attn_max_res=16, heads=4),
+}
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "small"            # tiny | small | base; explicit fields below override it when set
+    channels: int = 0                # base width (0 = from preset)
+    channel_mult: tuple[int, ...] = ()  # width multiplier per resolution level (empty = from preset)
+    num_blocks: int = 0              # residual blocks per level (0 = from preset)
+    attn_max_res: int = 0            # self-attention at feature maps of this side or smaller (0 = from preset)
+    heads: int = 0                   # attention heads (0 = from preset)
+    dropout: float = 0.0             # dropout inside residual blocks
+    in_channels: int = 0             # image channels; 0 = taken from the data (3 RGB, 4 RGBA)
+    image_size: int = 0              # 0 = taken from the data
+    num_classes: int = 0             # class-label embedding size; 0 = unconditional (taken from the data)
+    label_dropout: float = 0.1       # probability of dropping the label in training (classifier-free guidance)
+
+    def __post_init__(self):
+        _check(self.preset in PRESETS, "model.preset", f"must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        self.channel_mult = tuple(self.channel_mult)
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.label_dropout <= 1.0, "model.label_dropout", f"must be in [0, 1], got {self.label_dropout}")
+        _check(self.in_channels in (0, 1, 3, 4), "model.in_channels", f"must be 1, 3 or 4, got {self.in_channels}")
+
+    def resolved(self) -> "ModelConfig":
+        """A copy with the preset's values filled in wherever a field is unset."""
+        p = PRESETS[self.preset]
+        return dataclasses.replace(
+            self,
+            channels=self.channels or p["channels"],
+            channel_mult=tuple(self.channel_mult) or tuple(p["channel_mult"]),
+            num_blocks=self.num_blocks or p["num_blocks"],
+            attn_max_res=self.attn_max_res or p["attn_max_res"],
+            heads=self.heads or p["heads"],
+        )
+
+
+@dataclass
+class DiffusionConfig:
+    """EDM (Karras et al. 2022) preconditioning and training noise distribution."""
+    sigma_data: float = 0.5          # std of the data; images in [-1, 1] are close to 0.5
+    P_mean: float = -1.2             # log-normal training sigma: ln(sigma) ~ N(P_mean, P_std^2)
+    P_std: float = 1.2
+    sigma_min: float = 0.002         # sampling range
+    sigma_max: float = 80.0
+
+    def __post_init__(self):
+        _check(self.sigma_data > 0, "diffusion.sigma_data", f"must be > 0, got {self.sigma_data}")
+        _check(self.P_std > 0, "diffusion.P_std", f"must be > 0, got {self.P_std}")
+        _check(0 < self.sigma_min < self.sigma_max, "diffusion.sigma_min", f"must be in (0, sigma_max), got {self.sigma_min}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 0                   # optimizer steps (0 = no step limit; then --minutes must be set)
+    minutes: float = 0.0             # wall-clock budget in minutes (0 = no time limit)
+    batch_size: int = 64
+    grad_accum: int = 1              # micro-batches per optimizer step
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    lr_schedule: str = "constant"    # constant | cosine (cosine needs --steps)
+    grad_clip: float = 1.0           # max global grad norm (0 = off)
+    ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = auto from run length
+    ema_warmup_ratio: float = 0.05   # EMA half-life grows with progress (EDM): min(halflife, ratio * images seen)
+    bf16: bool = True                # bf16 autocast (CPU with AVX-512 bf16, or CUDA); weights stay fp32
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    threads: int = 0                 # CPU threads for torch (0 = torch default)
+    ckpt_every: int = 500            # checkpoint every N steps (and at the end / on Ctrl-C)
+    sample_every: int = 250          # write a sample grid every N steps (0 = only at the end)
+    log_every: int = 25              # metrics.jsonl every N steps
+    sample_n: int = 16               # images in each progress grid
+    sample_steps: int = 16           # sampler steps for progress grids
+    val_every: int = 250             # held-out validation loss every N steps (0 = off)
+    val_fraction: float = 0.05       # share of the data held out for validation loss
+
+    def __post_init__(self):
+        _check(self.steps >= 0, "train.steps", f"must be >= 0, got {self.steps}")
+        _check(self.minutes >= 0, "train.minutes", f"must be >= 0, got {self.minutes}")
+        _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {self.grad_accum}")
+        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _check(self.lr_schedule in ("constant", "cosine"), "train.lr_schedule", f"must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        _check(self.lr_schedule != "cosine" or self.steps > 0, "train.lr_schedule", "'cosine' needs --steps to know where the schedule ends")
+        _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
+        _check(0 <= self.val_fraction < 0.5, "train.val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "train.device",
+               f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+SAMPLERS = ("euler", "heun", "dpmpp-2m", "euler-ancestral", "ddim", "ddpm")
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "dpmpp-2m"
+    steps: int = 20
+    n: int = 16
+    seed: int = 0
+    cfg: float = 1.0                 # classifier-free guidance scale (1 = off)
+    class_name: str | None = None    # class to sample (needs a class-conditional model)
+    rho: float = 7.0                 # Karras schedule exponent
+
+    def __post_init__(self):
+        _check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}, got {self.sampler!r}")
+        _check(1 <= self.steps <= 10000, "steps", f"must be in [1, 10000], got {self.steps}")
+        _check(1 <= self.n <= 4096, "n", f"must be in [1, 4096], got {self.n}")
+        _check(self.cfg >= 0, "cfg", f"must be >= 0, got {self.cfg}")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected data, model, diffusion, train")
+        kw = {}
+        for f in fields(cls):
+            sub_cls = {"data": DataConfig, "model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig}[f.name]
+            kw[f.name] = build(sub_cls, d.get(f.name) or {}, f"{where}: {f.name}")
+        return cls(**kw)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(self.to_dict()), sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            text = path.read_text()
+            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"config file {path} does not parse: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {path} must hold a mapping with sections data/model/diffusion/train")
+        return cls.from_dict(d, where=str(path))
+
+
+def build(cls, d: dict, where: str):
+    """Build dataclass `cls` from a dict, naming unknown keys (a typo in a config file is an error)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
