@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 def _check(cond: bool, flag: str, msg: str):
     if not cond:
-        raise ConfigError(f"`--{flag}` {msg}")
+        raise ConfigError(f"`{flag}` {msg}")
 
 
 RESIZE_FILTERS = ("nearest", "box", "bilinear", "bicubic", "lanczos")
@@ -59,6 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass
 class ModelConfig:
     preset: str = "small"            # tiny | small | base; explicit fields below override it when set
+    patch: int = 0                   # pixel-unshuffle factor at the input (2: a 32 px image is processed as 16x16 with 4x channels; 0 = from preset)
     channels: int = 0                # base width (0 = from preset)
     channel_mult: tuple[int, ...] = ()  # width multiplier per resolution level (empty = from preset)
     num_blocks: int = 0              # residual blocks per level (0 = from preset)
@@ -69,6 +70,8 @@ class ModelConfig:
     image_size: int = 0              # 0 = taken from the data
     num_classes: int = 0             # class-label embedding size; 0 = unconditional (taken from the data)
     label_dropout: float = 0.1       # probability of dropping the label in training (classifier-free guidance)
+    frame_attention: bool = False    # attention across the frames of a set (animation model)
+    control_channels: int = 0        # extra input channels for spatial control maps (pose, edges, ...)
 
     def __post_init__(self):
         _check(self.preset in PRESETS, "model.preset", f"must be one of {tuple(PRESETS)}, got {self.preset!r}")
@@ -82,6 +85,7 @@ class ModelConfig:
         p = PRESETS[self.preset]
         return dataclasses.replace(
             self,
+            patch=self.patch or p.get("patch", 1),
             channels=self.channels or p["channels"],
             channel_mult=tuple(self.channel_mult) or tuple(p["channel_mult"]),
             num_blocks=self.num_blocks or p["num_blocks"],
@@ -160,10 +164,10 @@ class SampleConfig:
     rho: float = 7.0                 # Karras schedule exponent
 
     def __post_init__(self):
-        _check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}, got {self.sampler!r}")
-        _check(1 <= self.steps <= 10000, "steps", f"must be in [1, 10000], got {self.steps}")
-        _check(1 <= self.n <= 4096, "n", f"must be in [1, 4096], got {self.n}")
-        _check(self.cfg >= 0, "cfg", f"must be >= 0, got {self.cfg}")
+        _check(self.sampler in SAMPLERS, "--sampler", f"must be one of {SAMPLERS}, got {self.sampler!r}")
+        _check(1 <= self.steps <= 10000, "--steps", f"must be in [1, 10000], got {self.steps}")
+        _check(1 <= self.n <= 4096, "--n", f"must be in [1, 4096], got {self.n}")
+        _check(self.cfg >= 0, "--cfg", f"must be >= 0, got {self.cfg}")
 
 
 @dataclass
@@ -229,3 +233,59 @@ def _plain(x):
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
+
+
+def field_help() -> dict[str, tuple[str, str]]:
+    """{"section.key": (default, comment)} read from the trailing comments of the dataclasses above,
+    so the help text and the code can never disagree."""
+    import inspect
+    import re
+    out = {}
+    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("diffusion", DiffusionConfig), ("train", TrainConfig)):
+        src = inspect.getsource(cls)
+        for f in fields(cls):
+            m = re.search(rf"^\s+{f.name}: [^=]+=\s*(.+?)(?:\s+#\s*(.*))?$", src, re.M)
+            default, comment = (m.group(1).strip(), (m.group(2) or "").strip()) if m else ("", "")
+            out[f"{section}.{f.name}"] = (default, comment)
+    return out
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `section.key=value` strings (values parsed as YAML: 1e-3, true, [1, 2, 2])."""
+    d = cfg.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"`--set {item}` must look like section.key=value, e.g. train.lr=1e-3")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or parts[0] not in d or parts[1] not in d[parts[0]]:
+            valid = ", ".join(sorted(field_help()))
+            raise ConfigError(f"`--set {key}`: unknown config key; valid keys: {valid}")
+        d[parts[0]][parts[1]] = _coerce(raw, d[parts[0]][parts[1]], key)
+    return RunConfig.from_dict(d, where="--set")
+
+
+def _coerce(raw: str, current, key: str):
+    """Parse a --set value to the type of the field's current value (YAML alone reads 1e-3 as text)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    try:
+        if isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if isinstance(current, int) and not isinstance(current, bool):
+            return int(value) if float(value) == int(float(value)) else _bad()
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, (list, tuple)):
+            return list(value) if isinstance(value, (list, tuple)) else [int(v) for v in str(value).split(",")]
+    except (ValueError, TypeError):
+        raise ConfigError(f"`--set {key}={raw}`: expected a value like {current!r}") from None
+    return value
+
+
+def _bad():
+    raise ValueError

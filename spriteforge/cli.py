@@ -1,0 +1,218 @@
+"""The `spriteforge` command line: parse, build a config, call the library. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import (SAMPLERS, ConfigError, DataConfig, RunConfig, SampleConfig, apply_overrides, field_help)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="spriteforge: train a small diffusion model on your own sprites on a laptop CPU, "
+                       "sample it, and export game-ready sprite sheets.")
+data_app = typer.Typer(no_args_is_help=True, help="Data tools: export the built-in sprite set, slice sheets.")
+app.add_typer(data_app, name="data")
+
+
+def _keys_epilog() -> str:
+    lines = ["Every config field can be set with --set section.key=value (repeatable), or in a --config YAML file:\n\n"]
+    for key, (default, comment) in field_help().items():
+        lines.append(f"  {key} = {default}    {comment}\n\n")
+    return "".join(lines)
+
+
+def fail(msg: str, code: int = 2):
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    """The error types that mean bad input: shown as one line, never as a traceback."""
+    from .data.dataset import DataError
+    from .training.checkpoint import CheckpointError
+    from .training.loop import RunExistsError
+    return (ConfigError, DataError, CheckpointError, RunExistsError, FileExistsError, FileNotFoundError)
+
+
+def _run(fn):
+    try:
+        return fn()
+    except _user_errors() as e:
+        fail(str(e))
+
+
+@app.command(epilog=_keys_epilog())
+def train(
+    data: str = typer.Option("builtin", "--data", help="Image folder to train on, or 'builtin' for the procedural sprite set."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (config, checkpoints, samples, logs)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model size: tiny | small | base."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Wall-clock training budget in minutes."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps budget."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON config file (sections data/model/diffusion/train)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Training resolution in pixels (data.size)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per optimizer step (train.batch_size)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (train.lr)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, batches and noise (train.seed)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (train.device)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (train.bf16)."),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips (data.hflip)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="crop | pad: how non-square images become square (data.fit)."),
+    resize_filter: Optional[str] = typer.Option(None, "--filter", help="Resize filter for non-integer scale factors (data.resize_filter)."),
+    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Fail on the first unreadable image instead of skipping it."),
+    set_: list[str] = typer.Option([], "--set", help="Any config field: --set train.lr=1e-3 (repeatable; keys below)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete and replace an existing run folder."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Train a model on a folder of images (or the built-in sprite set)."""
+    def go():
+        cfg = RunConfig.load(config) if config else RunConfig()
+        overrides = [f"data.source={data}"] if (data != "builtin" or not config) else []
+        for key, val in (("model.preset", preset), ("train.minutes", minutes), ("train.steps", steps),
+                         ("data.size", size), ("train.batch_size", batch_size), ("train.lr", lr), ("train.seed", seed),
+                         ("train.device", device), ("train.bf16", bf16), ("data.hflip", hflip), ("data.fit", fit),
+                         ("data.resize_filter", resize_filter), ("data.strict", strict)):
+            if val is not None:
+                overrides.append(f"{key}={json.dumps(val) if isinstance(val, (bool, str)) else val}")
+        cfg = apply_overrides(cfg, overrides + list(set_))
+        if data != "builtin" and not Path(data).exists():
+            raise ConfigError(f"`--data {data}`: no such folder (use 'builtin' for the built-in sprite set)")
+        if print_config:
+            typer.echo(cfg.to_yaml())
+            return
+        if not cfg.train.steps and not cfg.train.minutes and not resume:
+            raise ConfigError("set a training budget with --minutes M and/or --steps N")
+        from .training.loop import train as run_train
+        try:
+            result = run_train(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet)
+        except KeyboardInterrupt:
+            fail("aborted by a second Ctrl-C; the last checkpoint on disk is intact", code=130)
+        typer.echo(f"done: {result.step} steps, {result.images_seen} images in {result.seconds / 60:.1f} min -> {out}")
+        if not result.interrupted:
+            typer.echo(f"samples: {out / 'samples' / 'final.png'}   learning: {out / 'progress.gif'}   loss: {out / 'loss.png'}")
+        else:
+            raise typer.Exit(130)
+    _run(go)
+
+
+@app.command()
+def sample(
+    model: str = typer.Argument(..., help="Run folder (uses its latest checkpoint) or a checkpoint/weights .safetensors file."),
+    n: int = typer.Option(16, "--n", help="Number of images."),
+    sampler: str = typer.Option("dpmpp-2m", "--sampler", help=f"One of: {', '.join(SAMPLERS)}."),
+    steps: int = typer.Option(20, "--steps", help="Sampler steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same pixels on the same machine."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="Grid PNG to write; single images go to <out stem>/."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Class name (class-conditional models)."),
+    cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance scale (1 = off)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+    bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast while sampling."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+):
+    """Generate images from a trained model: a grid PNG plus every single image as RGBA PNG."""
+    def go():
+        from PIL import Image
+
+        from .images import atomic_save, make_grid, save_images
+        from .pipeline import generate, load_model
+        from .runtime import pick_device
+        sc = SampleConfig(sampler=sampler, steps=steps, n=n, seed=seed, cfg=cfg, class_name=class_name)
+        singles = out.with_suffix("")
+        if not overwrite and (out.exists() or (singles.exists() and any(singles.iterdir()))):
+            raise FileExistsError(f"{out} (or {singles}/) already exists; pass --overwrite to replace it")
+        m = load_model(model, pick_device(device))
+        imgs = _with_progress(f"sampling {n} x {steps} steps ({sampler})", steps,
+                              lambda cb: generate(m, sc, callback=cb, bf16=bf16))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(Image.fromarray(make_grid(imgs, scale=max(1, 128 // imgs.shape[-1]))), out)
+        save_images(imgs, singles)
+        typer.echo(f"wrote {out} and {n} images in {singles}/ (model {m.path}, step {m.step})")
+    _run(go)
+
+
+def _with_progress(desc: str, total: int, fn):
+    from rich.progress import Progress
+    with Progress(transient=True) as p:
+        task = p.add_task(desc, total=total)
+        return fn(lambda info: p.update(task, completed=info["i"] + 1))
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="Run folder, checkpoint or weights file.")):
+    """Print a model's config, parameter count, training progress and file sizes."""
+    def go():
+        from .pipeline import resolve_checkpoint
+        from .training.checkpoint import list_checkpoints, read_metadata
+        ckpt = resolve_checkpoint(path)
+        meta = read_metadata(ckpt)
+        cfg = RunConfig.from_dict(json.loads(meta["config"]))
+        from .models.unet import UNet, count_parameters
+        n_params = count_parameters(UNet(cfg.model))
+        typer.echo(f"file: {ckpt} ({_mb(ckpt)})  format: {meta['format']}  spriteforge {meta.get('version')}")
+        typer.echo(f"step: {meta['step']}  images seen: {meta.get('images_seen', '?')}  "
+                   f"training time: {float(meta.get('elapsed', 0)) / 60:.1f} min")
+        typer.echo(f"model: {cfg.model.preset}, {n_params:,} parameters ({n_params * 4 / 2**20:.1f} MB fp32, "
+                   f"{n_params * 2 / 2**20:.1f} MB fp16), {cfg.model.in_channels} channels, {cfg.model.image_size}px")
+        classes = json.loads(meta["class_names"])
+        typer.echo(f"classes ({len(classes)}): {', '.join(classes) if classes else '(unconditional)'}")
+        if path.is_dir():
+            for p in list_checkpoints(path):
+                typer.echo(f"  checkpoint {p.name}: {_mb(p)}")
+        typer.echo("config:")
+        typer.echo(cfg.to_yaml())
+    _run(go)
+
+
+def _mb(p: Path) -> str:
+    return f"{p.stat().st_size / 2**20:.2f} MB"
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="Run folder or checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Weights file to write (.safetensors)."),
+    dtype: str = typer.Option("fp16", "--dtype", help="fp16 | bf16 | fp32."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """Write a small weights-only file (EMA weights, half precision, config embedded) for sharing."""
+    def go():
+        from .pipeline import resolve_checkpoint
+        from .training.checkpoint import export_weights
+        if dtype not in ("fp16", "bf16", "fp32"):
+            raise ConfigError(f"`--dtype {dtype}` must be fp16, bf16 or fp32")
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+        ckpt = resolve_checkpoint(model)
+        export_weights(ckpt, out, dtype)
+        typer.echo(f"wrote {out}: {_mb(out)} ({dtype} EMA weights; checkpoint {ckpt.name} was {_mb(ckpt)})")
+    _run(go)
+
+
+@data_app.command("builtin")
+def data_builtin(
+    out: Path = typer.Option(..., "--out", help="Folder to write (must not exist or be empty)."),
+    size: int = typer.Option(32, "--size", help="Sprite size in pixels."),
+    characters: int = typer.Option(24, "--characters", help="Number of characters."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the procedural set."),
+):
+    """Write the built-in procedural sprite set as an ordinary image folder with captions and labels."""
+    def go():
+        DataConfig(size=size, builtin_characters=characters)  # validates the numbers with flag names
+        from .data.builtin import export_builtin
+        path = export_builtin(out, size=size, characters=characters, seed=seed)
+        n = sum(1 for _ in Path(path).rglob("*.png"))
+        typer.echo(f"wrote {n} sprites, metadata.jsonl and labels.json to {path}")
+    _run(go)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
