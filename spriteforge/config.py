@@ -99,9 +99,9 @@ class DiffusionConfig:
     """EDM (Karras et al. 2022) preconditioning and training noise distribution."""
     sigma_data: float = 0.5          # std of the data; images in [-1, 1] are close to 0.5
     P_mean: float = -1.2             # log-normal training sigma: ln(sigma) ~ N(P_mean, P_std^2)
-    P_std: float = 1.2
-    sigma_min: float = 0.002         # sampling range
-    sigma_max: float = 80.0
+    P_std: float = 1.2               # spread of ln(sigma) in training
+    sigma_min: float = 0.002         # smallest sigma of the sampling schedule
+    sigma_max: float = 80.0          # largest sigma of the sampling schedule (pure noise)
 
     def __post_init__(self):
         _check(self.sigma_data > 0, "diffusion.sigma_data", f"must be > 0, got {self.sigma_data}")
@@ -113,17 +113,17 @@ class DiffusionConfig:
 class TrainConfig:
     steps: int = 0                   # optimizer steps (0 = no step limit; then --minutes must be set)
     minutes: float = 0.0             # wall-clock budget in minutes (0 = no time limit)
-    batch_size: int = 64
+    batch_size: int = 64             # images per optimizer step
     grad_accum: int = 1              # micro-batches per optimizer step
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
+    lr: float = 2e-3                 # peak learning rate (AdamW)
+    weight_decay: float = 0.0        # AdamW decoupled weight decay
+    warmup_steps: int = 200          # linear learning-rate warmup
     lr_schedule: str = "constant"    # constant | cosine (cosine needs --steps)
     grad_clip: float = 1.0           # max global grad norm (0 = off)
     ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = auto from run length
     ema_warmup_ratio: float = 0.05   # EMA half-life grows with progress (EDM): min(halflife, ratio * images seen)
     bf16: bool = True                # bf16 autocast (CPU with AVX-512 bf16, or CUDA); weights stay fp32
-    seed: int = 0
+    seed: int = 0                    # seed of init, batches, noise and dropout
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     threads: int = 0                 # CPU threads for torch (0 = torch default)
     ckpt_every: int = 500            # checkpoint every N steps (and at the end / on Ctrl-C)

@@ -1,0 +1,111 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from spriteforge.config import DataConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
+from spriteforge.pipeline import generate, load_model
+from spriteforge.training.checkpoint import list_checkpoints, read_metadata
+from spriteforge.training.loop import RunExistsError, train
+
+from conftest import tiny_imageset
+
+
+def _cfg(steps=12, **train_kw):
+    kw = dict(steps=steps, batch_size=8, warmup_steps=2, lr=2e-3, sample_every=0, val_every=6, ckpt_every=4,
+              log_every=2, sample_n=4, sample_steps=3, bf16=False)
+    kw.update(train_kw)
+    return RunConfig(data=DataConfig(size=16), model=ModelConfig(preset="tiny"), train=TrainConfig(**kw))
+
+
+def test_loss_falls_and_run_folder_is_complete(tmp_path):
+    data = tiny_imageset(n=32)
+    r = train(_cfg(steps=60, lr=3e-3, warmup_steps=5), tmp_path / "run", data=data, quiet=True)
+    first, last = sum(r.losses[:10]) / 10, sum(r.losses[-10:]) / 10
+    assert last < 0.7 * first, (first, last)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "loss.png", "progress.gif", "samples/final.png"):
+        assert (run / name).exists(), name
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_loss" in rec for rec in recs) and any("images_per_s" in rec for rec in recs)
+    assert RunConfig.load(run / "config.yaml").model.in_channels == 4  # resolved config, not the defaults
+    meta = read_metadata(list_checkpoints(run)[-1])
+    assert json.loads(meta["config"])["train"]["steps"] == 60 and meta["step"] == "60"
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = tiny_imageset()
+    full = train(_cfg(), tmp_path / "a", data=data, quiet=True)
+    part1 = train(_cfg(), tmp_path / "b", data=data, quiet=True, stop_after=5)
+    part2 = train(_cfg(), tmp_path / "b", data=data, quiet=True, resume=True)
+    assert part1.step == 5 and part2.step == 12
+    assert part1.losses + part2.losses == full.losses  # bit-identical, not just close
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    for (ka, va), (kb, vb) in zip(a.denoiser.state_dict().items(), b.denoiser.state_dict().items()):
+        assert torch.equal(va, vb), ka
+
+
+def test_existing_run_is_never_overwritten_silently(tmp_path):
+    data = tiny_imageset()
+    train(_cfg(steps=2), tmp_path / "run", data=data, quiet=True)
+    with pytest.raises(RunExistsError, match="--resume.*--overwrite"):
+        train(_cfg(steps=2), tmp_path / "run", data=data, quiet=True)
+    with pytest.raises(RunExistsError, match="no checkpoint"):
+        train(_cfg(steps=2), tmp_path / "empty", data=data, quiet=True, resume=True)
+    r = train(_cfg(steps=3), tmp_path / "run", data=data, quiet=True, overwrite=True)
+    assert r.step == 3
+
+
+def test_checkpoints_pruned_and_stale_temp_file_is_harmless(tmp_path):
+    data = tiny_imageset()
+    train(_cfg(steps=20, ckpt_every=2), tmp_path / "run", data=data, quiet=True)
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert len(ckpts) == 3 and ckpts[-1].name == "ckpt_0000020.safetensors"
+    # a kill mid-save leaves only a hidden temp file behind; the last good checkpoint still loads
+    (tmp_path / "run" / "checkpoints" / ".ckpt_0000022.safetensors.tmp").write_bytes(b"partial")
+    assert load_model(tmp_path / "run").step == 20
+
+
+def test_sampling_is_deterministic_and_class_conditional(tmp_path):
+    train(_cfg(steps=4), tmp_path / "run", data=tiny_imageset(), quiet=True)
+    m = load_model(tmp_path / "run")
+    for sampler in ("dpmpp-2m", "euler-ancestral"):
+        sc = SampleConfig(n=3, steps=4, seed=7, sampler=sampler, class_name="c1", cfg=2.0)
+        a, b = generate(m, sc), generate(m, sc)
+        assert a.dtype == torch.uint8 and a.shape == (3, 4, 16, 16) and torch.equal(a, b)
+        assert not torch.equal(a, generate(m, SampleConfig(n=3, steps=4, seed=8, sampler=sampler)))
+
+
+def test_time_budget_stops_training(tmp_path):
+    cfg = _cfg(steps=0, minutes=0.05)  # 3 seconds
+    t = time.time()
+    r = train(cfg, tmp_path / "run", data=tiny_imageset(), quiet=True)
+    assert r.step > 0 and time.time() - t < 60
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+    data = tiny_imageset(n=8)
+    for i, img in enumerate(data.images):
+        Image.fromarray(img.permute(1, 2, 0).numpy(), "RGBA").save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spriteforge.cli", "train", "--data", str(folder), "--out", str(run),
+                             "--steps", "100000", "--size", "16", "--preset", "tiny", "--batch-size", "4", "--quiet",
+                             "--set", "train.log_every=1", "--set", "train.sample_every=0", "--set", "train.ckpt_every=100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 200):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    ckpts = list_checkpoints(run)
+    assert ckpts, "Ctrl-C must save a checkpoint"
+    assert int(read_metadata(ckpts[-1])["step"]) >= 2
