@@ -193,6 +193,55 @@ def export(
     _run(go)
 
 
+@app.command()
+def animate(
+    model: str = typer.Argument(..., help="'builtin' (the bundled sprite model), a run folder or a checkpoint."),
+    what: str = typer.Argument("", help="Prompt (text models, e.g. 'a red knight walking right') or class name."),
+    frames: int = typer.Option(8, "--frames", help="Frames in the animation (1-16 and beyond)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same frames on the same machine."),
+    out: Path = typer.Option(..., "--out", help="Folder for sheet.png, frames/, previews, sheet.json, .tres."),
+    steps: int = typer.Option(20, "--steps", help="Sampler steps."),
+    sampler: str = typer.Option("dpmpp-2m", "--sampler", help=f"One of: {', '.join(SAMPLERS)}."),
+    cfg: float = typer.Option(2.0, "--cfg", help="Guidance scale (1 = off)."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="What to steer away from (text models)."),
+    loop: bool = typer.Option(True, "--loop/--no-loop", help="Looping previews (frame phases are always cyclic)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Animation name for files and tags (default: from the prompt)."),
+    columns: Optional[int] = typer.Option(None, "--columns", help="Sheet columns (default: one row up to 16 frames)."),
+    padding: int = typer.Option(0, "--padding", help="Transparent pixels between sheet cells."),
+    duration_ms: int = typer.Option(100, "--duration-ms", help="Frame duration in previews, JSON and .tres."),
+    scale: int = typer.Option(4, "--scale", help="Integer nearest-neighbour upscaling of the previews only."),
+    palette_colors: int = typer.Option(0, "--palette-colors", help="Quantise all frames to one shared palette of N colours."),
+    palette: Optional[str] = typer.Option(None, "--palette", help="Or a given palette: '#aabbcc,#112233' or a palette image."),
+    alpha_threshold: int = typer.Option(0, "--alpha-threshold", help="Crisp edges: alpha >= T becomes 255, else 0."),
+    remove_strays: bool = typer.Option(False, "--remove-strays", help="Drop isolated single pixels."),
+    reroll: list[int] = typer.Option([], "--reroll", help="With --from: regenerate frame K, keep the others (repeatable)."),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="An earlier animate output to re-roll frames of or extend."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in --out."),
+):
+    """Generate an animation with a frame-set model and export it as a game-ready sprite sheet."""
+    def go():
+        from .animation.animate import Cleanup, animate as run_animate, clean, load_frames, slug
+        from .animation.export import export_animation
+        from .pipeline import load_model
+        from .runtime import pick_device
+        m = load_model(model, pick_device(device))
+        base = load_frames(from_dir) if from_dir else None
+        if reroll and base is None:
+            raise ConfigError("`--reroll` needs `--from DIR` (the animation to re-roll frames of)")
+        imgs = _with_progress(f"animating {frames} frames x {steps} steps", steps,
+                              lambda cb: run_animate(m, what, frames=frames, seed=seed, sampler=sampler, steps=steps,
+                                                     cfg=cfg, negative_prompt=negative_prompt,
+                                                     reroll=list(reroll) or None, base_frames=base, callback=cb))
+        imgs = clean(imgs, Cleanup(palette_colors, palette, alpha_threshold, remove_strays))
+        anim_name = name or slug(what)
+        export_animation(imgs, out, name=anim_name, columns=columns, padding=padding, duration_ms=duration_ms,
+                         loop=loop, scale=scale, overwrite=overwrite)
+        typer.echo(f"wrote {out}/sheet.png ({len(imgs)} frames), frames/, preview.gif/.png/.webp, "
+                   f"sheet.json (Aseprite), {anim_name}.tres (Godot 4)")
+    _run(go)
+
+
 @data_app.command("builtin")
 def data_builtin(
     out: Path = typer.Option(..., "--out", help="Folder to write (must not exist or be empty)."),
@@ -207,6 +256,46 @@ def data_builtin(
         path = export_builtin(out, size=size, characters=characters, seed=seed)
         n = sum(1 for _ in Path(path).rglob("*.png"))
         typer.echo(f"wrote {n} sprites, metadata.jsonl and labels.json to {path}")
+    _run(go)
+
+
+@data_app.command("slice")
+def data_slice(
+    sheet: Path = typer.Argument(..., help="Sprite sheet image."),
+    out: Path = typer.Option(..., "--out", help="Folder for the frames (written pixel-exact, in reading order)."),
+    cols: Optional[int] = typer.Option(None, "--cols", help="Columns of the grid."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Rows of the grid."),
+    frame_size: Optional[str] = typer.Option(None, "--frame-size", help="Frame size WxH, e.g. 32x32 (instead of --cols/--rows)."),
+    margin: int = typer.Option(0, "--margin", help="Pixels around the whole grid."),
+    spacing: int = typer.Option(0, "--spacing", help="Pixels between cells."),
+    auto: bool = typer.Option(False, "--auto", help="Detect frames from transparent or uniform gutters."),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="Drop fully transparent cells."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+):
+    """Cut a sprite sheet into frames."""
+    def go():
+        from PIL import Image
+
+        from .animation.sheets import load_rgba, slice_auto, slice_grid
+        size = None
+        if frame_size:
+            try:
+                w, h = (int(v) for v in frame_size.lower().split("x"))
+            except ValueError:
+                raise ConfigError(f"`--frame-size {frame_size}` must look like 32x32") from None
+            size = (w, h)
+        if not auto and not (cols or rows or size):
+            raise ConfigError("give the grid: --cols C --rows R, or --frame-size WxH, or --auto")
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass --overwrite to write into it")
+        img = load_rgba(sheet)
+        frames = slice_auto(img, path=str(sheet)) if auto else slice_grid(
+            img, cols=cols, rows=rows, frame_size=size, margin=margin, spacing=spacing, path=str(sheet),
+            skip_empty=skip_empty)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(frames):
+            Image.fromarray(f, "RGBA").save(out / f"{sheet.stem}_{i}.png")
+        typer.echo(f"wrote {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} to {out}")
     _run(go)
 
 

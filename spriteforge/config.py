@@ -49,10 +49,12 @@ class DataConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # channels, per-level multipliers, res blocks per level, attention at resolutions <= attn_max_res
-    "tiny": dict(channels=32, channel_mult=(1, 2, 2), num_blocks=1, attn_max_res=8, heads=2),
-    "small": dict(channels=64, channel_mult=(1, 2, 2), num_blocks=2, attn_max_res=8, heads=4),
-    "base": dict(channels=96, channel_mult=(1, 2, 3, 4), num_blocks=2, attn_max_res=16, heads=4),
+    # patch: pixel-unshuffle factor at the input (2 = a 32 px sprite is processed at 16x16, 4x cheaper);
+    # channels: base width; channel_mult: width per resolution level; num_blocks: residual blocks per
+    # level; attention at feature maps of side <= attn_max_res.
+    "tiny": dict(patch=2, channels=32, channel_mult=(1, 2, 2), num_blocks=1, attn_max_res=8, heads=2),
+    "small": dict(patch=2, channels=64, channel_mult=(1, 2, 2), num_blocks=2, attn_max_res=8, heads=4),
+    "base": dict(patch=1, channels=96, channel_mult=(1, 2, 3, 4), num_blocks=2, attn_max_res=16, heads=4),
 }
 
 
@@ -72,6 +74,9 @@ class ModelConfig:
     label_dropout: float = 0.1       # probability of dropping the label in training (classifier-free guidance)
     frame_attention: bool = False    # attention across the frames of a set (animation model)
     control_channels: int = 0        # extra input channels for spatial control maps (pose, edges, ...)
+    text_encoder: str = ""           # frozen text encoder for captions ("minilm"; "" = no text conditioning)
+    text_dim: int = 0                # width of the text encoder's states (set from the encoder)
+    caption_dropout: float = 0.1     # probability of training on the empty caption (classifier-free guidance)
 
     def __post_init__(self):
         _check(self.preset in PRESETS, "model.preset", f"must be one of {tuple(PRESETS)}, got {self.preset!r}")
@@ -85,7 +90,7 @@ class ModelConfig:
         p = PRESETS[self.preset]
         return dataclasses.replace(
             self,
-            patch=self.patch or p.get("patch", 1),
+            patch=self.patch or p["patch"],
             channels=self.channels or p["channels"],
             channel_mult=tuple(self.channel_mult) or tuple(p["channel_mult"]),
             num_blocks=self.num_blocks or p["num_blocks"],
@@ -113,11 +118,12 @@ class DiffusionConfig:
 class TrainConfig:
     steps: int = 0                   # optimizer steps (0 = no step limit; then --minutes must be set)
     minutes: float = 0.0             # wall-clock budget in minutes (0 = no time limit)
-    batch_size: int = 64             # images per optimizer step
+    batch_size: int = 32             # images per optimizer step
+    frames: int = 0                  # frame-set training: sets of 2..frames frames of one animation (0 = single images)
     grad_accum: int = 1              # micro-batches per optimizer step
     lr: float = 2e-3                 # peak learning rate (AdamW)
     weight_decay: float = 0.0        # AdamW decoupled weight decay
-    warmup_steps: int = 200          # linear learning-rate warmup
+    warmup_steps: int = 100          # linear learning-rate warmup
     lr_schedule: str = "constant"    # constant | cosine (cosine needs --steps)
     grad_clip: float = 1.0           # max global grad norm (0 = off)
     ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = auto from run length
@@ -138,6 +144,7 @@ class TrainConfig:
         _check(self.steps >= 0, "train.steps", f"must be >= 0, got {self.steps}")
         _check(self.minutes >= 0, "train.minutes", f"must be >= 0, got {self.minutes}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.frames == 0 or 2 <= self.frames <= 16, "train.frames", f"must be 0 or in [2, 16], got {self.frames}")
         _check(self.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {self.grad_accum}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
@@ -161,6 +168,9 @@ class SampleConfig:
     seed: int = 0
     cfg: float = 1.0                 # classifier-free guidance scale (1 = off)
     class_name: str | None = None    # class to sample (needs a class-conditional model)
+    prompt: str | None = None        # caption to sample (needs a text-conditional model)
+    negative_prompt: str = ""        # what guidance steers away from (the unconditional branch)
+    frames: int = 1                  # frames per animation (frame-set models); n animations x frames images
     rho: float = 7.0                 # Karras schedule exponent
 
     def __post_init__(self):
@@ -168,6 +178,8 @@ class SampleConfig:
         _check(1 <= self.steps <= 10000, "--steps", f"must be in [1, 10000], got {self.steps}")
         _check(1 <= self.n <= 4096, "--n", f"must be in [1, 4096], got {self.n}")
         _check(self.cfg >= 0, "--cfg", f"must be >= 0, got {self.cfg}")
+        _check(1 <= self.frames <= 64, "--frames", f"must be in [1, 64], got {self.frames}")
+        _check(self.prompt is None or len(self.prompt) <= 500, "--prompt", f"is {len(self.prompt or '')} characters; at most 500")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from .runtime import autocast, pick_device
 from .sampling.guidance import cfg_denoiser
 from .sampling.samplers import sample as run_sampler
 from .training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, split
-from .data.dataset import to_uint8
+from .data.dataset import to_model_range, to_uint8
 
 
 @dataclass
@@ -26,15 +26,36 @@ class LoadedModel:
     path: Path                    # the checkpoint file
     step: int
     meta: dict
+    text_table: object = None     # training's encoded captions (TextTable), reused by progress grids
+    _text_cache: object = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         m = self.config.model
         return (m.in_channels, m.image_size, m.image_size)
 
+    def text_cond(self, captions: list[str], device) -> dict:
+        """Encoded captions as the network's text_* arguments (the frozen encoder loads on first use)."""
+        t = self.text_table
+        if t is not None and all(c in t.captions or c == "" for c in captions):
+            idx = torch.tensor([t.captions.index(c) if c else t.empty for c in captions])
+            return t.rows(idx, device)
+        if self._text_cache is None:
+            from .models.text import EmbeddingCache
+            self._text_cache = EmbeddingCache(self.config.model.text_encoder)
+        tokens, mask, pooled = self._text_cache.encode(captions)
+        return {"text_tokens": tokens.to(device), "text_mask": mask.bool().to(device), "text_pooled": pooled.to(device)}
+
+
+BUILTIN_MODEL = Path(__file__).parent / "assets" / "builtin.safetensors"
+
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder (its latest checkpoint) or a checkpoint / weights file."""
+    """A run folder (its latest checkpoint), a checkpoint / weights file, or "builtin" (the bundled model)."""
+    if str(path) == "builtin":
+        if not BUILTIN_MODEL.exists():
+            raise CheckpointError(f"the bundled model is missing from this install ({BUILTIN_MODEL})")
+        return BUILTIN_MODEL
     path = Path(path)
     if path.is_dir():
         ckpt = latest_checkpoint(path)
@@ -75,26 +96,73 @@ def class_index(model: LoadedModel, name: str | None) -> int:
 
 @torch.no_grad()
 def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = False,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample `sc.n` images -> uint8 [N, C, H, W]. Same seed, same pixels (on the same machine).
+             labels: torch.Tensor | None = None, prompts: list[str] | None = None,
+             known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample `sc.n` images (or `sc.n` animations of `sc.frames` frames) -> uint8 [N*F, C, H, W].
 
-    The initial noise always comes from a CPU generator seeded with `sc.seed`, so a seed means the
-    same starting point on every device; `labels` (per-image class indices, -1 = none) overrides
-    `sc.class_name`.
+    Same seed, same pixels on the same machine: the initial noise always comes from a CPU generator
+    seeded with `sc.seed`, so a seed means the same starting point on every device. `labels`
+    (per-item class indices, -1 = none) overrides `sc.class_name`; `prompts` (one per item)
+    overrides `sc.prompt`. Guidance (`sc.cfg`) contrasts the requested label/prompt with no label and
+    the negative prompt, in one batched call per step.
+
+    `known` (uint8 [N*F, C, H, W]) with `known_mask` ([N*F, 1, H, W], 1 = keep) fixes pixels or whole
+    frames: see `keep_known`. Kept pixels come out exactly as given.
     """
+    mc = model.config.model
     device = next(model.denoiser.parameters()).device
-    noise = torch.randn((sc.n, *model.shape), generator=torch.Generator().manual_seed(sc.seed)).to(device)
+    F = sc.frames
+    if F > 1 and not mc.frame_attention:
+        raise ConfigError(f"`--frames {F}`: this model was trained on single images (no frame attention); "
+                          "train with --set train.frames=8 for animations")
+    n = sc.n
+    noise = torch.randn((n * F, *model.shape), generator=torch.Generator().manual_seed(sc.seed)).to(device)
     step_gen = torch.Generator(device=device).manual_seed(sc.seed + 1)  # for stochastic samplers
-    den = model.denoiser
-    if model.config.model.num_classes:
+    per_frame = lambda t: t.repeat_interleave(F, dim=0)  # noqa: E731  (one condition per set -> per frame)
+    cond, uncond, guided = {}, {}, False
+    if mc.num_classes:
         if labels is None:
-            labels = torch.full((sc.n,), class_index(model, sc.class_name), dtype=torch.long)
-        labels = labels.to(device)
-        scale = sc.cfg if bool((labels >= 0).any()) else 1.0
-        den = cfg_denoiser(model.denoiser, scale, {"class_labels": labels},
-                           {"class_labels": torch.full_like(labels, -1)})
+            labels = torch.full((n,), class_index(model, sc.class_name), dtype=torch.long)
+        cond["class_labels"] = per_frame(labels.to(device))
+        uncond["class_labels"] = torch.full_like(cond["class_labels"], -1)
+        guided |= bool((labels >= 0).any())
+    elif sc.class_name is not None:
+        class_index(model, sc.class_name)  # raises: no classes
+    if mc.text_encoder:
+        prompts = prompts or [sc.prompt or ""] * n
+        c = model.text_cond(list(prompts) + [sc.negative_prompt], device)
+        cond.update({k: per_frame(v[:n]) for k, v in c.items()})
+        uncond.update({k: v[n:].expand(n * F, *v.shape[1:]) for k, v in c.items()})
+        guided |= any(prompts) or bool(sc.negative_prompt)
+    elif sc.prompt:
+        raise ConfigError("`--prompt`: this model was trained without captions (no text encoder); "
+                          "use --class, or train with --set model.text_encoder=minilm")
+    if mc.frame_attention:
+        phase = (torch.arange(F, device=device) / F).repeat(n)
+        for d in (cond, uncond):
+            d.update(frames=F, frame_phase=phase)
+    den = cfg_denoiser(model.denoiser, sc.cfg if guided else 1.0, cond, uncond)
+    if known is not None:
+        known_x = to_model_range(known).to(device)
+        mask = known_mask.to(device=device, dtype=known_x.dtype)
+        den = keep_known(den, known_x, mask)
     d = model.config.diffusion
     with autocast(device, bf16):
         x = run_sampler(den, noise, sc.sampler, sc.steps, d.sigma_min, d.sigma_max, rho=sc.rho,
                         callback=callback, generator=step_gen)
+    if known is not None:
+        x = mask * known_x + (1 - mask) * x.float()
     return to_uint8(x.float()).cpu()
+
+
+def keep_known(denoiser, known: torch.Tensor, mask: torch.Tensor):
+    """Denoiser whose estimate is the known image wherever mask = 1 (replacement inpainting).
+
+    Every sampler moves x toward the denoised estimate, so the known pixels' trajectory is exactly the
+    noisy path of the known image, and the network (including frame attention) sees the known frames
+    at the right noise level while it generates the rest around them. Used for inpainting, re-rolling
+    one frame of a sheet, and extending an animation.
+    """
+    def wrapped(x, sigma, **kw):
+        return mask * known + (1 - mask) * denoiser(x, sigma, **kw)
+    return wrapped

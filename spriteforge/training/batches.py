@@ -1,0 +1,127 @@
+"""Training batches: which images, with which conditions, at which noise level.
+
+Two modes, one function:
+  * single images (`train.frames = 0`): B random images, one sigma each.
+  * frame sets (`train.frames = F_max`): each step draws a set size F in [2, F_max], then B/F
+    animations and F distinct frames of each (in cycle order). All frames of a set share one sigma,
+    because at sampling time the frames are denoised jointly, at the same noise level.
+Condition dropout for classifier-free guidance (labels -> -1, captions -> the empty caption) is
+drawn here, from the same seeded generator as everything else, so resume stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data.dataset import ImageSet, to_model_range
+from ..diffusion.edm import sample_sigma
+
+
+@dataclass
+class TextTable:
+    """Encoded captions: row i is unique caption i; the last row is the empty caption (unconditional)."""
+    captions: list[str]
+    tokens: torch.Tensor      # [U+1, L, D]
+    mask: torch.Tensor        # [U+1, L] bool
+    pooled: torch.Tensor      # [U+1, D]
+
+    @property
+    def empty(self) -> int:
+        return len(self.captions)
+
+    def rows(self, idx: torch.Tensor, device) -> dict:
+        return {"text_tokens": self.tokens[idx].to(device), "text_mask": self.mask[idx].to(device),
+                "text_pooled": self.pooled[idx].to(device)}
+
+
+def build_text_table(captions: list[str], cache) -> TextTable:
+    unique = sorted(set(captions))
+    tokens, mask, pooled = cache.encode(unique + [""])
+    return TextTable(unique, tokens, mask.bool(), pooled)
+
+
+def group_animations(data: ImageSet) -> list[list[int]]:
+    """Image indices grouped by meta['animation'], each group sorted by meta['frame']."""
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(data.meta):
+        if "animation" in m:
+            groups.setdefault(str(m["animation"]), []).append(i)
+    return [sorted(g, key=lambda i: data.meta[i]["frame"]) for _, g in sorted(groups.items())]
+
+
+def frame_phase(data: ImageSet) -> torch.Tensor:
+    """Position of each image in its animation cycle, in [0, 1) (0 for still images)."""
+    return torch.tensor([m["frame"] / m["num_frames"] if "num_frames" in m else 0.0 for m in data.meta])
+
+
+@dataclass
+class BatchSource:
+    images: torch.Tensor                 # uint8 [N, C, H, W] (training split)
+    labels: torch.Tensor                 # [N] (-1 = none)
+    phase: torch.Tensor                  # [N]
+    caption_idx: torch.Tensor | None     # [N] rows of `text`
+    text: TextTable | None
+    animations: list[list[int]] | None   # frame-set mode: groups of indices into `images`
+
+
+def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: torch.Generator, device):
+    """-> (y [B*F, C, H, W] in [-1, 1], sigma [B*F], cond kwargs for the network)."""
+    if src.animations:
+        F = int(torch.randint(2, max_frames + 1, (1,), generator=gen)) if max_frames > 2 else 2
+        pool = [a for a in src.animations if len(a) >= F] or src.animations
+        n_sets = max(1, batch_size // F)
+        picks = torch.randint(len(pool), (n_sets,), generator=gen).tolist()
+        idx = []
+        for p in picks:
+            anim = pool[p]
+            chosen = torch.randperm(len(anim), generator=gen)[:F].sort().values.tolist()
+            idx += [anim[c] for c in chosen] + [anim[chosen[-1]]] * (F - len(chosen))
+        idx = torch.tensor(idx)
+        sigma = sample_sigma(n_sets, cfg.diffusion, gen).repeat_interleave(F)
+        frames = F
+    else:
+        idx = torch.randint(len(src.images), (batch_size,), generator=gen)
+        sigma = sample_sigma(batch_size, cfg.diffusion, gen)
+        frames, n_sets, F = 1, batch_size, 1
+    y = to_model_range(src.images[idx])
+    if cfg.data.hflip:  # one flip decision per set, so frames of a set stay consistent
+        flip = (torch.rand(n_sets, generator=gen) < 0.5).repeat_interleave(F)
+        y = torch.where(flip[:, None, None, None], y.flip(-1), y)
+    cond: dict = {}
+    if cfg.model.num_classes:
+        lab = src.labels[idx].clone()
+        lab[(torch.rand(n_sets, generator=gen) < cfg.model.label_dropout).repeat_interleave(F)] = -1
+        cond["class_labels"] = lab.to(device)
+    if src.text is not None:
+        cap = src.caption_idx[idx].clone()
+        cap[(torch.rand(n_sets, generator=gen) < cfg.model.caption_dropout).repeat_interleave(F)] = src.text.empty
+        cond.update(src.text.rows(cap, device))
+    if cfg.model.frame_attention:
+        cond["frames"] = frames
+        cond["frame_phase"] = src.phase[idx].to(device)
+    return y.to(device, non_blocking=True), sigma.to(device), cond
+
+
+def fixed_cond(src: BatchSource, idx: torch.Tensor, cfg, device) -> dict:
+    """Conditions of images `idx` with nothing dropped, one frame per set (validation)."""
+    cond: dict = {}
+    if cfg.model.num_classes:
+        cond["class_labels"] = src.labels[idx].to(device)
+    if src.text is not None:
+        cond.update(src.text.rows(src.caption_idx[idx], device))
+    if cfg.model.frame_attention:
+        cond["frames"] = 1
+        cond["frame_phase"] = src.phase[idx].to(device)
+    return cond
+
+
+def make_source(data: ImageSet, idx: list[int], text: TextTable | None, frame_sets: bool) -> BatchSource:
+    sub = data.subset(idx)
+    caption_idx = None
+    if text is not None:
+        row = {c: i for i, c in enumerate(text.captions)}
+        caption_idx = torch.tensor([row.get(c or "", text.empty) for c in sub.captions])
+    return BatchSource(sub.images, sub.labels, frame_phase(sub), caption_idx, text,
+                       group_animations(sub) if frame_sets else None)
