@@ -242,6 +242,80 @@ def animate(
     _run(go)
 
 
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Argument(..., help="Run folder (uses its latest checkpoint), checkpoint/weights file, or 'builtin'."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.md and the pictures (new or empty)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Reference images: a folder or 'builtin' (default: the data the run trained on)."),
+    n: int = typer.Option(1000, "--n", help="Samples to generate (at least 50; compare numbers only at equal n)."),
+    sampler: str = typer.Option("dpmpp-2m", "--sampler", help=f"One of: {', '.join(SAMPLERS)}."),
+    steps: int = typer.Option(20, "--steps", help="Sampler steps."),
+    cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance scale (1 = off)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling and metric seed: the same seed gives the same numbers."),
+    heldout: str = typer.Option("auto", "--heldout", help="Reference split: run (the run's own held-out images), seeded, or auto (run when --data is the run's data)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Samples per sampling batch."),
+    threads: int = typer.Option(0, "--threads", help="Torch threads (0 = torch default; 1 is often fastest on a busy CPU)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output (the summary table is still printed)."),
+):
+    """Measure a model against held-out real sprites: FD-EffNet, KID, precision/recall, SWD, memorisation,
+    alpha, adherence, each beside its real-vs-real floor; writes report.md/report.json and pictures."""
+    def go():
+        from rich.progress import Progress
+
+        from .evaluation.evaluate import evaluate
+        from .evaluation.report import print_summary
+        sc = SampleConfig(sampler=sampler, steps=steps, cfg=cfg, seed=seed)
+        with Progress(transient=True, disable=quiet) as p:
+            task = p.add_task(f"sampling {n} x {steps} steps ({sampler})", total=n)
+            rep = evaluate(model, data, n=n, sample_cfg=sc, seed=seed, out_dir=out, heldout=heldout,
+                           overwrite=overwrite, batch_size=batch_size, device=device, threads=threads or None,
+                           log=(lambda m: None) if quiet else p.console.print,
+                           progress=lambda done, total: p.update(task, completed=done))
+        print_summary(rep)
+        typer.echo(f"wrote {out}/report.md, report.json, samples.png, real.png, closest_pairs.png "
+                   f"in {rep['timing_seconds']['total']:.0f} s")
+    _run(go)
+
+
+@app.command()
+def compare(
+    models: list[str] = typer.Argument(..., help="Run folder(s) or checkpoint(s); with checkpoint as an axis, one run folder compares its kept checkpoints."),
+    rows: str = typer.Option("sampler", "--rows", help="Setting per row: sampler | steps | cfg | seed | checkpoint."),
+    cols: str = typer.Option("steps", "--cols", help="Setting per column: sampler | steps | cfg | seed | checkpoint."),
+    samplers: Optional[str] = typer.Option(None, "--samplers", help="Samplers, e.g. euler,heun,dpmpp-2m."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="Step counts, e.g. 5,10,20."),
+    cfg: Optional[str] = typer.Option(None, "--cfg", help="Guidance scales, e.g. 1,2,4."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2 (every cell uses the same seed unless seed is an axis)."),
+    n: int = typer.Option(4, "--n", help="Samples per cell."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="PNG to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    metrics: bool = typer.Option(False, "--metrics", help="Print SWD under every cell (from --metrics-n extra samples vs --data)."),
+    fd: bool = typer.Option(False, "--fd", help="With --metrics: FD-EffNet per cell too (slower)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Reference for --metrics: a folder or 'builtin' (default: the run's data)."),
+    metrics_n: int = typer.Option(64, "--metrics-n", help="Samples per cell for --metrics."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Class for every sample (default: cycle through the classes)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt for every sample (text models)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+):
+    """One labelled grid of samples across settings (same seeds in every cell)."""
+    def go():
+        from rich.progress import Progress
+
+        from .evaluation.compare import compare_grid, parse_list
+        with Progress(transient=True) as p:
+            task = p.add_task("sampling the grid's cells", total=None)
+            res = compare_grid(
+                models, rows=rows, cols=cols, samplers=parse_list(samplers, str, "--samplers"),
+                steps=parse_list(steps, int, "--steps"), cfgs=parse_list(cfg, float, "--cfg"),
+                seeds=parse_list(seeds, int, "--seeds"), n=n, out=out, overwrite=overwrite, metrics=metrics, fd=fd,
+                data=data, metrics_n=metrics_n, class_name=class_name, prompt=prompt, device=device,
+                progress=lambda done, total: p.update(task, completed=done, total=total))
+        typer.echo(f"wrote {out}: {len(res['rows'])} rows ({rows}) x {len(res['cols'])} columns ({cols}), {n} samples per cell")
+    _run(go)
+
+
 @data_app.command("builtin")
 def data_builtin(
     out: Path = typer.Option(..., "--out", help="Folder to write (must not exist or be empty)."),

@@ -62,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class ModelConfig:
     preset: str = "small"            # tiny | small | base; explicit fields below override it when set
     patch: int = 0                   # pixel-unshuffle factor at the input (2: a 32 px image is processed as 16x16 with 4x channels; 0 = from preset)
+    stem_channels: int = 32          # width of the full-resolution stem/output layers when patch > 1
     channels: int = 0                # base width (0 = from preset)
     channel_mult: tuple[int, ...] = ()  # width multiplier per resolution level (empty = from preset)
     num_blocks: int = 0              # residual blocks per level (0 = from preset)

@@ -7,7 +7,7 @@ decoder. Zero-initialised output layers make every block start as identity, whic
 small model learn fast from scratch.
 
 Conditioning hooks, all optional (each is a no-op when its config field is 0):
-  * noise level    c_noise -> Fourier features -> MLP -> embedding `emb`   (always)
+  * noise level    c_noise -> sinusoidal features -> MLP -> embedding `emb`   (always)
   * class label    nn.Embedding(num_classes + 1) added to `emb`; index num_classes is the
                    "no label" token used for label dropout / classifier-free guidance
   * text           a frozen encoder's pooled vector is added to `emb`, and its per-token states
@@ -45,15 +45,22 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-class FourierEmbedding(nn.Module):
-    """Random Fourier features of a scalar (EDM's noise-level embedding for VE/EDM models)."""
+class PositionalEmbedding(nn.Module):
+    """Sinusoidal features of a scalar (Vaswani et al. 2017), as EDM's ADM network embeds c_noise.
 
-    def __init__(self, dim: int, scale: float = 16.0):
+    Frequencies span 1 down to 1/max_positions, so c_noise = ln(sigma)/4, which lives in about
+    [-1.6, 1.1], gets smooth features and neighbouring noise levels get similar codes. (Random
+    Fourier features with scale 16 oscillate dozens of times over that range, and a small model
+    trained for minutes then cannot tell noise levels apart precisely: its samples stay grainy.)
+    """
+
+    def __init__(self, dim: int, max_positions: int = 10000):
         super().__init__()
-        self.register_buffer("freqs", torch.randn(dim // 2) * scale)
+        freqs = (1 / max_positions) ** (torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
+        self.register_buffer("freqs", freqs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().outer(2 * math.pi * self.freqs)
+        x = x.float().outer(self.freqs)
         return torch.cat([x.cos(), x.sin()], dim=1)
 
 
@@ -179,19 +186,25 @@ class UNet(nn.Module):
         self.num_classes = cfg.num_classes
         self.frame_attn = cfg.frame_attention
 
-        self.noise_embed = FourierEmbedding(ch)
+        self.noise_embed = PositionalEmbedding(ch)
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.frame_embed = nn.Linear(2, emb_dim) if cfg.frame_attention else None  # from (cos, sin) of phase
         self.text_embed = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim else None  # pooled caption vector
 
-        # Pixel-unshuffle: process a P x P block of pixels as one position with P*P*C channels. At 32 px
-        # this moves most of the compute to 16x16 where convolutions are 4x cheaper, the biggest single
-        # speed-up on a CPU; pixel-shuffle at the output restores full resolution exactly.
+        # Pixel-unshuffle: process a P x P block of pixels as one position with P*P times the channels.
+        # At 32 px this moves the network to 16x16, where convolutions are 4x cheaper: the biggest single
+        # speed-up on a CPU. A thin full-resolution stem and a skip from it to a full-resolution output
+        # layer keep a per-pixel path: without it the model learns low-noise denoising (the fine grain of
+        # the last sampling steps) many times slower.
         p = cfg.patch
-        if cfg.image_size % (p * 2 ** (len(cfg.channel_mult) - 1)):
-            raise ValueError(f"image size {cfg.image_size} must be divisible by patch * 2^(levels-1) = {p * 2 ** (len(cfg.channel_mult) - 1)}")
-        self.conv_in = nn.Conv2d((cfg.in_channels + cfg.control_channels) * p * p, ch, 3, padding=1)
+        levels_div = p * 2 ** (len(cfg.channel_mult) - 1)
+        if cfg.image_size % levels_div:
+            raise ValueError(f"image size {cfg.image_size} must be divisible by patch * 2^(levels-1) = {levels_div}")
+        cin = cfg.in_channels + cfg.control_channels
+        stem = cfg.stem_channels if p > 1 else ch
+        self.conv_in = nn.Conv2d(cin, stem, 3, padding=1)
+        self.patch_in = nn.Conv2d(stem * p * p, ch, 1) if p > 1 else nn.Identity()
         self.down = nn.ModuleList()
         skips, cur, res = [ch], ch, cfg.image_size // p
         for i, mult in enumerate(cfg.channel_mult):
@@ -221,8 +234,10 @@ class UNet(nn.Module):
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                              nn.Conv2d(cur, cur, 3, padding=1)))
                 res *= 2
-        self.norm_out = nn.GroupNorm(_groups(cur), cur)
-        self.conv_out = zero_init(nn.Conv2d(cur, cfg.in_channels * p * p, 3, padding=1))
+        self.patch_out = nn.Conv2d(cur, stem * p * p, 1) if p > 1 else nn.Identity()
+        out_ch = 2 * stem if p > 1 else cur  # patch > 1: unshuffled features + the full-resolution stem
+        self.norm_out = nn.GroupNorm(_groups(out_ch), out_ch)
+        self.conv_out = zero_init(nn.Conv2d(out_ch, cfg.in_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None,
                 control: torch.Tensor | None = None, frames: int = 1, frame_phase: torch.Tensor | None = None,
@@ -257,7 +272,9 @@ class UNet(nn.Module):
             if control is None:  # a model trained with control maps also works without them
                 control = torch.zeros(x.shape[0], self.cfg.control_channels, *x.shape[2:], device=x.device, dtype=x.dtype)
             x = torch.cat([x, control.to(x.dtype)], dim=1)
-        h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch) if self.cfg.patch > 1 else x)
+        p = self.cfg.patch
+        stem = self.conv_in(x)
+        h = self.patch_in(F.pixel_unshuffle(stem, p)) if p > 1 else stem
         skips = [h]
         for block in self.down:
             h = block(h, emb, frames, frame_emb, text) if isinstance(block, Level) else block(h)
@@ -269,8 +286,9 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb, frames, frame_emb, text)
             else:
                 h = block(h)
-        out = self.conv_out(F.silu(self.norm_out(h)))
-        return F.pixel_shuffle(out, self.cfg.patch) if self.cfg.patch > 1 else out
+        if p > 1:
+            h = torch.cat([F.pixel_shuffle(self.patch_out(h), p), stem], dim=1)
+        return self.conv_out(F.silu(self.norm_out(h)))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -341,7 +341,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     stopped_early = interrupted["flag"] or (stop_after is not None and steps_this_call >= stop_after
                                             and not (t_cfg.steps and step >= t_cfg.steps))
     if not stopped_early:
-        if len(val_idx):
+        if len(val_idx) and not (t_cfg.val_every and step % t_cfg.val_every == 0):  # not already logged
             log_metrics({"step": step, **validation_loss(ema.model, val_src, cfg, device, bf16)})
         sample_grid("final")
     write_plots(out)
