@@ -92,7 +92,8 @@ def train(
             result = run_train(cfg, out, resume=resume, overwrite=overwrite, quiet=quiet)
         except KeyboardInterrupt:
             fail("aborted by a second Ctrl-C; the last checkpoint on disk is intact", code=130)
-        typer.echo(f"done: {result.step} steps, {result.images_seen} images in {result.seconds / 60:.1f} min -> {out}")
+        typer.echo(f"done: {result.step} steps, {result.images_seen} images in {result.seconds / 60:.1f} min, "
+                   f"peak memory {result.peak_rss_gb:.2f} GB -> {out}")
         if not result.interrupted:
             typer.echo(f"samples: {out / 'samples' / 'final.png'}   learning: {out / 'progress.gif'}   loss: {out / 'loss.png'}")
         else:
@@ -110,6 +111,11 @@ def sample(
     out: Path = typer.Option(Path("grid.png"), "--out", help="Grid PNG to write; single images go to <out stem>/."),
     class_name: Optional[str] = typer.Option(None, "--class", help="Class name (class-conditional models)."),
     cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance scale (1 = off)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Caption to sample (text-conditional models)."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="What guidance steers away from (text models)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Image-to-image: start from this image (SDEdit)."),
+    strength: float = typer.Option(0.6, "--strength", help="With --init: how much to change it, in (0, 1]."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="With --init: inpaint; white pixels of the mask are regenerated, the rest kept exactly."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast while sampling."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -121,18 +127,49 @@ def sample(
         from .images import atomic_save, make_grid, save_images
         from .pipeline import generate, load_model
         from .runtime import pick_device
-        sc = SampleConfig(sampler=sampler, steps=steps, n=n, seed=seed, cfg=cfg, class_name=class_name)
+        sc = SampleConfig(sampler=sampler, steps=steps, n=n, seed=seed, cfg=cfg, class_name=class_name,
+                          prompt=prompt, negative_prompt=negative_prompt)
         singles = out.with_suffix("")
         if not overwrite and (out.exists() or (singles.exists() and any(singles.iterdir()))):
             raise FileExistsError(f"{out} (or {singles}/) already exists; pass --overwrite to replace it")
+        if mask is not None and init is None:
+            raise ConfigError("`--mask` needs `--init IMAGE` (the image to inpaint)")
         m = load_model(model, pick_device(device))
+        extra = {}
+        if init is not None:
+            init_t = _load_model_image(init, m, "--init").expand(n, -1, -1, -1)
+            if mask is not None:
+                keep = (_load_model_image(mask, m, "--mask", gray=True).float() < 128).float()
+                extra.update(known=init_t, known_mask=keep.expand(n, -1, -1, -1))
+            else:
+                extra.update(init=init_t, strength=strength)
         imgs = _with_progress(f"sampling {n} x {steps} steps ({sampler})", steps,
-                              lambda cb: generate(m, sc, callback=cb, bf16=bf16))
+                              lambda cb: generate(m, sc, callback=cb, bf16=bf16, **extra))
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(Image.fromarray(make_grid(imgs, scale=max(1, 128 // imgs.shape[-1]))), out)
         save_images(imgs, singles)
         typer.echo(f"wrote {out} and {n} images in {singles}/ (model {m.path}, step {m.step})")
     _run(go)
+
+
+def _load_model_image(path: Path, model, flag: str, gray: bool = False):
+    """An image as a uint8 [1, C, H, W] tensor of the model's size and channels (clear error otherwise)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .data.dataset import DataError
+    try:
+        img = Image.open(path)
+        img.load()
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+        raise DataError(f"`{flag} {path}`: cannot read the image ({e})") from None
+    c, size = model.shape[0], model.shape[1]
+    if img.size != (size, size):
+        raise DataError(f"`{flag} {path}` is {img.size[0]}x{img.size[1]}; this model makes {size}x{size} images")
+    arr = np.asarray(img.convert("L" if gray else ("RGBA" if c == 4 else "RGB")))
+    arr = arr[..., None] if gray else arr
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
 
 
 def _with_progress(desc: str, total: int, fn):

@@ -13,7 +13,8 @@ from .diffusion.edm import EDMPrecond
 from .models.unet import UNet
 from .runtime import autocast, pick_device
 from .sampling.guidance import cfg_denoiser
-from .sampling.samplers import sample as run_sampler
+from .sampling.samplers import DEFAULT_SCHEDULE, SAMPLERS
+from .sampling.schedules import get_sigmas
 from .training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, split
 from .data.dataset import to_model_range, to_uint8
 
@@ -97,7 +98,8 @@ def class_index(model: LoadedModel, name: str | None) -> int:
 @torch.no_grad()
 def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = False,
              labels: torch.Tensor | None = None, prompts: list[str] | None = None,
-             known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None) -> torch.Tensor:
+             known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
+             init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Sample `sc.n` images (or `sc.n` animations of `sc.frames` frames) -> uint8 [N*F, C, H, W].
 
     Same seed, same pixels on the same machine: the initial noise always comes from a CPU generator
@@ -108,6 +110,10 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
 
     `known` (uint8 [N*F, C, H, W]) with `known_mask` ([N*F, 1, H, W], 1 = keep) fixes pixels or whole
     frames: see `keep_known`. Kept pixels come out exactly as given.
+
+    `init` (uint8 [N*F, C, H, W]) with `strength` in (0, 1] is image-to-image (SDEdit, Meng et al.
+    2022): the init image is noised to the sigma `strength` of the way up the schedule and sampled
+    from there; strength 1 ignores the init entirely, small strengths keep more of it.
     """
     mc = model.config.model
     device = next(model.denoiser.parameters()).device
@@ -147,9 +153,16 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
         mask = known_mask.to(device=device, dtype=known_x.dtype)
         den = keep_known(den, known_x, mask)
     d = model.config.diffusion
+    sigmas = get_sigmas(DEFAULT_SCHEDULE[sc.sampler], sc.steps, d.sigma_min, d.sigma_max, rho=sc.rho, device=device)
+    x = noise * sigmas[0]
+    if init is not None:
+        if not 0 < strength <= 1:
+            raise ConfigError(f"`--strength {strength}` must be in (0, 1]")
+        start = min(int(round((1 - strength) * sc.steps)), sc.steps - 1)
+        sigmas = sigmas[start:]
+        x = to_model_range(init).to(device) + noise * sigmas[0]
     with autocast(device, bf16):
-        x = run_sampler(den, noise, sc.sampler, sc.steps, d.sigma_min, d.sigma_max, rho=sc.rho,
-                        callback=callback, generator=step_gen)
+        x = SAMPLERS[sc.sampler](den, x, sigmas, callback=callback, generator=step_gen)
     if known is not None:
         x = mask * known_x + (1 - mask) * x.float()
     return to_uint8(x.float()).cpu()

@@ -109,3 +109,15 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
     ckpts = list_checkpoints(run)
     assert ckpts, "Ctrl-C must save a checkpoint"
     assert int(read_metadata(ckpts[-1])["step"]) >= 2
+
+
+def test_image_to_image_strength_controls_change(tmp_path):
+    data = tiny_imageset()
+    train(_cfg(steps=30), tmp_path / "run", data=data, quiet=True)
+    m = load_model(tmp_path / "run")
+    init = data.images[:2]
+    sc = SampleConfig(n=2, steps=10, seed=0)
+    light = generate(m, sc, init=init, strength=0.2).float()
+    full = generate(m, sc, init=init, strength=1.0).float()
+    assert torch.equal(full, generate(m, sc).float())  # strength 1 ignores the init
+    assert (light - init.float()).abs().mean() < (full - init.float()).abs().mean()

@@ -535,6 +535,22 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
             }
             phase("adherence", t0)
 
+        # >>> animation section (frame-set models only; everything lives in animation.py) >>>
+        if model.config.model.frame_attention and sampling != "model":
+            notes_extra.append("animation section skipped: the samples were passed in (samples_override)")
+        elif model.config.model.frame_attention:
+            from .animation import DEFAULT_N_ANIMS, evaluate_animations, report_sections
+            t0 = time.perf_counter()
+            log(f"animation: {DEFAULT_N_ANIMS} animations of 8 frames (identity, loop seam, adherence)")
+            try:
+                anim = evaluate_animations(model, n_anims=DEFAULT_N_ANIMS, frames=8, sample_cfg=sc, seed=seed,
+                                           data=data_set, feats=fx, classifier=adherence_classifier)
+                adherence_sections.update(report_sections(anim))
+            except ValueError as e:
+                notes_extra.append(f"animation section skipped: {e}")
+            phase("animation", t0)
+        # <<< animation section <<<
+
     mc = model.config.model
     from ..models.unet import count_parameters
     notes = ["FD-EffNet and KID-EffNet use EfficientNet-Lite0 (ImageNet) features at 128 px: they are NOT "

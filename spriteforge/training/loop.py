@@ -50,6 +50,7 @@ class TrainResult:
     losses: list[float]          # per-step training loss (for tests and benchmarks)
     seconds: float
     interrupted: bool = False
+    peak_rss_gb: float = 0.0     # peak resident memory of this process so far (Linux/macOS)
 
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -349,7 +350,17 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     progress.close()
     if interrupted["flag"] and not quiet:
         print(f"interrupted: saved checkpoint at step {step}; continue with --resume")
-    return TrainResult(out, step, images_seen, losses, seconds, interrupted["flag"])
+    return TrainResult(out, step, images_seen, losses, seconds, interrupted["flag"], peak_rss_gb())
+
+
+def peak_rss_gb() -> float:
+    try:
+        import resource
+        import sys
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / 2**30 if sys.platform == "darwin" else kb / 2**20  # macOS reports bytes, Linux KiB
+    except ImportError:  # Windows
+        return 0.0
 
 
 def write_plots(out: Path):
