@@ -232,8 +232,11 @@ def summary_table(report: dict):
         t.add_row(v["label"], fmt(v["model"], share), fmt(v["floor"], share), _ARROW.get(v["better"], v["better"]))
     for name, sec in r.get("adherence", {}).items():
         floor = sec.get("floor") or {}
+        per_metric = sec.get("better_per_metric") or {}
         for key, val in sec.get("metrics", {}).items():
-            t.add_row(f"adherence {key}", fmt(val, True), fmt(floor.get(key), True), "↑ higher")
+            better = per_metric.get(key, sec.get("better", "higher"))
+            share = better == "higher" or _is_share(key)  # accuracies are shares; distances/ratios are not
+            t.add_row(f"{name} {key}", fmt(val, share), fmt(floor.get(key), share), _ARROW.get(better, better))
     return t
 
 
