@@ -39,22 +39,14 @@ from pathlib import Path
 
 import torch
 
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+
 TARGET_SECONDS_8 = 3.0
 TARGET_RSS_GB_8 = 1.5
 
 # The bundled model's architecture (as trained by the lead's builtin run), for the fallback.
 BUILTIN_ARCH = {"preset": "small", "in_channels": 4, "image_size": 32, "num_classes": 6, "frame_attention": True,
                 "text_encoder": "minilm"}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def peak_rss_gb() -> float:

@@ -28,15 +28,7 @@ from spriteforge.evaluation.metrics import fd_from_features, kid, swd_laplacian
 from spriteforge.pipeline import generate, load_model
 from spriteforge.training.loop import split_validation
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 
 
 def main():

@@ -73,6 +73,8 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from spriteforge.data.dataset import ImageSet, to_model_range  # noqa: E402
 
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+
 TUTORIAL_URL = "https://huggingface.co/docs/diffusers/tutorials/basic_training"
 
 # The diffusers "Train a diffusion model" tutorial (TUTORIAL_URL; source
@@ -155,16 +157,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def cpu_flags() -> list[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -182,7 +174,7 @@ def machine_info(args) -> dict:
     except ImportError:
         diffusers_version = None
     return {
-        "cpu": cpu_model(), "cpu_flags": cpu_flags(), "logical_cores": os.cpu_count(),
+        "cpu": cpu_name(), "cpu_flags": cpu_flags(), "logical_cores": os.cpu_count(),
         "torch": torch.__version__, "diffusers": diffusers_version, "numpy": np.__version__,
         "python": platform.python_version(), "platform": platform.platform(), "threads": args.threads,
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -11,7 +11,7 @@ import torch
 from .config import ConfigError, RunConfig, SampleConfig
 from .diffusion.edm import EDMPrecond
 from .models.unet import UNet
-from .runtime import autocast, pick_device
+from .runtime import autocast
 from .sampling.guidance import cfg_denoiser
 from .sampling.samplers import DEFAULT_SCHEDULE, SAMPLERS
 from .sampling.schedules import get_sigmas

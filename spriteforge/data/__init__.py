@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..config import DataConfig
 from .dataset import DataError, ImageSet
 
+__all__ = ["DataError", "ImageSet", "load_dataset"]
+
 
 def load_dataset(cfg: DataConfig, log=None) -> ImageSet:
     """The dataset a config names: the built-in procedural sprites, or a folder of images."""
