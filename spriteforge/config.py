@@ -61,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class ModelConfig:
-    preset: str = "small"            # tiny | small | base; explicit fields below override it when set
+    preset: str = "tiny"             # tiny | small | base; explicit fields below override it when set (tiny: best in minutes on a CPU)
     patch: int = 0                   # pixel-unshuffle factor at the input (2: a 32 px image is processed as 16x16 with 4x channels; 0 = from preset)
     stem_channels: int = 32          # width of the full-resolution stem/output layers when patch > 1
     channels: int = 0                # base width (0 = from preset)
