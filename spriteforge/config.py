@@ -128,7 +128,7 @@ class TrainConfig:
     warmup_steps: int = 100          # linear learning-rate warmup
     lr_schedule: str = "constant"    # constant | cosine (cosine needs --steps)
     grad_clip: float = 1.0           # max global grad norm (0 = off)
-    ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = auto from run length
+    ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = 50,000, capped early in a run by ema_warmup_ratio
     ema_warmup_ratio: float = 0.05   # EMA half-life grows with progress (EDM): min(halflife, ratio * images seen)
     bf16: bool = True                # bf16 autocast (CPU with AVX-512 bf16, or CUDA); weights stay fp32
     seed: int = 0                    # seed of init, batches, noise and dropout
