@@ -471,19 +471,10 @@ def plan_animation_requests(model, data, n: int, prompts_or_classes=None, builti
     requested: list[dict] = [{} for _ in range(n)]
     labels = prompts = None
     if mc.text_encoder:
+        from .evaluate import prompt_requests
         prompts = items
-        first: dict = {}
-        if data is not None:
-            for i, c in enumerate(data.captions):
-                first.setdefault(c, i)
-        for i, p in enumerate(prompts):
-            requested[i]["prompt"] = p
-            j = first.get(p)
-            if builtin and j is not None:
-                requested[i].update({k: data.meta[j][k] for k in ATTRS if k in data.meta[j]})
-        if mc.num_classes:
-            labels = torch.tensor([int(data.labels[first[p]]) if data is not None and p in first else -1
-                                   for p in prompts], dtype=torch.long)
+        labels, requested = prompt_requests(prompts, data, builtin, with_labels=bool(mc.num_classes))
+        if labels is not None:
             for i, lab in enumerate(labels.tolist()):
                 if 0 <= lab < len(model.class_names):
                     requested[i]["class"] = model.class_names[lab]

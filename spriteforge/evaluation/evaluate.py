@@ -211,6 +211,25 @@ def split_reference(model, data: ImageSet, heldout: str, same_data: bool) -> tup
 BUILTIN_ATTRIBUTES = ("archetype", "palette", "accessory", "action", "direction")
 
 
+def prompt_requests(prompts: list[str], data: ImageSet | None, builtin: bool, with_labels: bool):
+    """What each prompt asks for: the attributes (built-in set) and the class label of the first image
+    of `data` with that caption -> (labels tensor or None, requested dicts)."""
+    first: dict = {}
+    for i, c in enumerate(data.captions if data is not None else []):
+        first.setdefault(c, i)
+    requested = []
+    for p in prompts:
+        r = {"prompt": p}
+        j = first.get(p)
+        if builtin and j is not None:
+            r.update({k: data.meta[j][k] for k in BUILTIN_ATTRIBUTES if k in data.meta[j]})
+        requested.append(r)
+    labels = None
+    if with_labels:
+        labels = torch.tensor([int(data.labels[first[p]]) if p in first else -1 for p in prompts], dtype=torch.long)
+    return labels, requested
+
+
 def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool):
     """Per-sample labels (tensor or None), prompts (list or None), and requested dicts."""
     from ..data.builtin import ARCHETYPES
@@ -227,18 +246,8 @@ def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool
                 raise EvalError("this is a text-conditional model but the data has no captions to prompt it with")
             perm = torch.randperm(len(caps), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
             caps = [caps[i] for i in perm]
-        first = {}
-        for i, c in enumerate(data.captions):
-            first.setdefault(c, i)
         prompts = [caps[i % len(caps)] for i in range(n)]
-        for i, p in enumerate(prompts):
-            requested[i]["prompt"] = p
-            j = first.get(p)
-            if builtin and j is not None:
-                requested[i].update({k: data.meta[j][k] for k in BUILTIN_ATTRIBUTES if k in data.meta[j]})
-        if mc.num_classes:
-            lab = [int(data.labels[first[p]]) if p in first else -1 for p in prompts]
-            labels = torch.tensor(lab, dtype=torch.long)
+        labels, requested = prompt_requests(prompts, data, builtin, with_labels=bool(mc.num_classes))
     elif mc.num_classes:
         from ..pipeline import class_index
         if sc.class_name is not None:
