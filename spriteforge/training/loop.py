@@ -30,7 +30,7 @@ from ..diffusion.edm import EDMPrecond, edm_loss
 from ..images import atomic_save, label, make_grid, plot_curves, save_gif
 from ..models.unet import UNet, count_parameters
 from ..runtime import autocast, pick_device, set_threads
-from .checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, restore_optimizer, restore_rng,
+from .checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, read_metadata, restore_optimizer, restore_rng,
                          save_checkpoint, split)
 from .ema import EMA
 
@@ -202,7 +202,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
         raise ConfigError(f"the data has {len(data)} image(s); at least 2 are needed to train")
     cfg = resolve_model_config(cfg, data)
     if resume:  # the run's own config wins over the command line for everything but the budget
-        _, meta = load_checkpoint(ckpt_path)
+        meta = read_metadata(ckpt_path)  # the config only; the tensors are loaded once, below
         saved = RunConfig.from_dict(json.loads(meta["config"]))
         cfg = replace(saved, train=replace(saved.train, steps=t_cfg.steps or saved.train.steps,
                                            minutes=t_cfg.minutes))
