@@ -10,8 +10,8 @@ the end. Targets (animation issue): <= 3 s and <= 1.5 GB for 8 frames.
 Model: ``builtin`` (the bundled ``spriteforge/assets/builtin.safetensors``, default), a run folder or
 a checkpoint. When it has no weights yet (the bundled file is missing, or the run folder has no
 checkpoint) the script builds a **freshly initialised** frame-set model of the same architecture
-(the run folder's ``config.yaml``, else the bundled model's: preset small, 32 px RGBA, 6 classes,
-MiniLM text conditioning, frame attention) purely for timing: the cost of a step does not depend on
+(the run folder's ``config.yaml``, else the bundled model's: preset tiny, 32 px RGBA, 6 classes,
+five attribute labels, a pose control input, frame attention) purely for timing: the cost of a step does not depend on
 the weights. The output says so, and ``weights`` in the JSON records it.
 
     python benchmarks/bench_animate.py                          # builtin, 2 threads, 5 repeats
@@ -45,8 +45,8 @@ TARGET_SECONDS_8 = 3.0
 TARGET_RSS_GB_8 = 1.5
 
 # The bundled model's architecture (as trained by the lead's builtin run), for the fallback.
-BUILTIN_ARCH = {"preset": "small", "in_channels": 4, "image_size": 32, "num_classes": 6, "frame_attention": True,
-                "text_encoder": "minilm"}
+BUILTIN_ARCH = {"preset": "tiny", "in_channels": 4, "image_size": 32, "num_classes": 6, "frame_attention": True,
+                "attributes": ("archetype", "palette", "accessory", "action", "direction"), "control": ("pose",)}
 
 
 def peak_rss_gb() -> float:
@@ -71,12 +71,19 @@ def fresh_model(cfg, note: str):
     if m.text_encoder and not m.text_dim:
         from spriteforge.models.text import get_text_encoder
         m = dataclasses.replace(m, text_dim=get_text_encoder(m.text_encoder).dim)
+    meta = {}
+    if m.attributes:
+        from spriteforge.data.builtin import render_builtin
+        from spriteforge.data.conditions import attribute_vocab
+        vocab = attribute_vocab(render_builtin(size=m.image_size), m.attributes)
+        m = dataclasses.replace(m, attribute_sizes=tuple(len(v) for v in vocab.values()))
+        meta = {"extra": json.dumps({"attribute_values": vocab})}
     m = m.resolved()
     cfg = dataclasses.replace(cfg, model=m)
     torch.manual_seed(0)
     den = EDMPrecond(UNet(m), cfg.diffusion.sigma_data).eval().requires_grad_(False)
     names = list(ARCHETYPES) if m.num_classes == len(ARCHETYPES) else [f"c{i}" for i in range(m.num_classes)]
-    return LoadedModel(den, cfg, names, Path(f"<random init: {note}>"), 0, {}), note
+    return LoadedModel(den, cfg, names, Path(f"<random init: {note}>"), 0, meta), note
 
 
 def get_model(spec: str):
@@ -129,7 +136,7 @@ def main():
     if not mc.frame_attention:
         sys.exit(f"{args.model} is a single-image model (no frame attention): nothing to animate")
     size = mc.image_size
-    what = args.what or ("a red knight walking right" if mc.text_encoder else
+    what = args.what or ("a red knight walking right" if mc.text_encoder or mc.attributes else
                          (model.class_names[0] if mc.num_classes else ""))
     random_init = str(model.path).startswith("<random init")
     print(f"model: {weights}")

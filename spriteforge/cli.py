@@ -80,7 +80,7 @@ def train(
             if val is not None:
                 overrides.append(f"{key}={json.dumps(val) if isinstance(val, (bool, str)) else val}")
         cfg = apply_overrides(cfg, overrides + list(set_))
-        if data != "builtin" and not Path(data).exists():
+        if data not in ("builtin", "builtin-sheets") and not Path(data).exists():
             raise ConfigError(f"`--data {data}`: no such folder (use 'builtin' for the built-in sprite set)")
         if print_config:
             typer.echo(cfg.to_yaml())
@@ -116,6 +116,10 @@ def sample(
     init: Optional[Path] = typer.Option(None, "--init", help="Image-to-image: start from this image (SDEdit)."),
     strength: float = typer.Option(0.6, "--strength", help="With --init: how much to change it, in (0, 1]."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="With --init: inpaint; white pixels of the mask are regenerated, the rest kept exactly."),
+    outpaint: list[str] = typer.Option([], "--outpaint", help="With --init: extend the canvas, e.g. right=8: the image moves 8 px left and the new 8 px strip is generated (repeatable: left/right/top/bottom)."),
+    attr: list[str] = typer.Option([], "--attr", help="Attribute models: set one attribute, e.g. --attr palette=red (repeatable)."),
+    pose: Optional[Path] = typer.Option(None, "--pose", help="Pose models: a pose JSON; image i is drawn in pose i (mod the pose count)."),
+    control_map: list[str] = typer.Option([], "--control-map", help="Control models: KIND=IMAGE, a grayscale map (edges, silhouette) of the model's size (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast while sampling."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -132,17 +136,30 @@ def sample(
         singles = out.with_suffix("")
         if not overwrite and (out.exists() or (singles.exists() and any(singles.iterdir()))):
             raise FileExistsError(f"{out} (or {singles}/) already exists; pass --overwrite to replace it")
-        if mask is not None and init is None:
-            raise ConfigError("`--mask` needs `--init IMAGE` (the image to inpaint)")
+        if (mask is not None or outpaint) and init is None:
+            raise ConfigError("`--mask` and `--outpaint` need `--init IMAGE` (the image to inpaint or extend)")
+        if mask is not None and outpaint:
+            raise ConfigError("use `--mask` or `--outpaint`, not both")
         m = load_model(model, pick_device(device))
         extra = {}
         if init is not None:
             init_t = _load_model_image(init, m, "--init").expand(n, -1, -1, -1)
-            if mask is not None:
+            if outpaint:
+                from .pipeline import outpaint_canvas
+                moved, keep = outpaint_canvas(init_t[:1], _parse_sides(outpaint))
+                extra.update(known=moved.expand(n, -1, -1, -1), known_mask=keep.expand(n, -1, -1, -1))
+            elif mask is not None:
                 keep = (_load_model_image(mask, m, "--mask", gray=True).float() < 128).float()
                 extra.update(known=init_t, known_mask=keep.expand(n, -1, -1, -1))
             else:
                 extra.update(init=init_t, strength=strength)
+        if attr:
+            if not m.config.model.attributes:
+                raise ConfigError("`--attr`: this model was trained without attribute labels")
+            extra["attributes"] = m.attribute_row(None if m.config.model.text_encoder else prompt,
+                                                  _parse_attrs(attr))[None].expand(n, -1)
+        if pose is not None or control_map:
+            extra["control"] = _sample_control(m, n, pose, control_map)
         imgs = _with_progress(f"sampling {n} x {steps} steps ({sampler})", steps,
                               lambda cb: generate(m, sc, callback=cb, bf16=bf16, **extra))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +187,66 @@ def _load_model_image(path: Path, model, flag: str, gray: bool = False):
     arr = np.asarray(img.convert("L" if gray else ("RGBA" if c == 4 else "RGB")))
     arr = arr[..., None] if gray else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
+
+
+def _sample_control(model, n: int, pose: Path | None, maps: list[str]):
+    """float [n, Cc, H, W] control input from --pose and --control-map KIND=IMAGE (zeros for maps not given)."""
+    import numpy as np
+    import torch
+
+    from .config import CONTROL_CHANNELS
+    from .data.conditions import fit_poses, pose_control
+    from .data.control import load_control_image
+    mc = model.config.model
+    if not mc.control_channels:
+        raise ConfigError("`--pose`/`--control-map`: this model was trained without control maps")
+    out = torch.zeros(n, mc.control_channels, mc.image_size, mc.image_size)
+    if pose is not None:
+        kps = _load_poses(pose, model)
+        if model.pose_box is not None:
+            kps = fit_poses(kps, model.pose_box)
+        out += pose_control(kps[np.arange(n) % len(kps)], mc)
+    for item in maps:
+        kind, _, path = item.partition("=")
+        if kind not in mc.control or kind == "pose" or not path:
+            raise ConfigError(f"`--control-map {item}` must be KIND=IMAGE with KIND one of this model's maps "
+                              f"{[k for k in mc.control if k != 'pose']} (poses go in --pose)")
+        start = sum(CONTROL_CHANNELS[k] for k in mc.control[:mc.control.index(kind)])
+        img = load_control_image(path, mc.image_size, channels=1)
+        out[:, start] = torch.from_numpy(np.asarray(img, dtype=np.float32).reshape(mc.image_size, mc.image_size)) / 255
+    return out
+
+
+def _parse_sides(items: list[str]) -> dict[str, int]:
+    """["right=8", "top=4"] -> {"right": 8, "top": 4}."""
+    out = {}
+    for item in items:
+        side, _, px = item.partition("=")
+        if side not in ("left", "right", "top", "bottom") or not px.isdigit():
+            raise ConfigError(f"`--outpaint {item}` must look like right=8 (sides: left, right, top, bottom)")
+        out[side] = int(px)
+    return out
+
+
+def _parse_attrs(items: list[str]) -> dict[str, str]:
+    """["palette=red", "action=walk"] -> {"palette": "red", "action": "walk"}."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"`--attr {item}` must look like name=value, e.g. --attr palette=red")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _load_poses(path: Path, model):
+    """A pose JSON file/folder as [F, 18, 3] keypoints in the model's pixels."""
+    from .data.pose import load_pose_json, read_pose_json
+    size = model.shape[1]
+    seq = read_pose_json(path)
+    if seq.width is None:  # no image size in the file: take the coordinates as the model's pixels
+        return seq.keypoints
+    return load_pose_json(path, to_size=size, mode="fit")
 
 
 def _with_progress(desc: str, total: int, fn):
@@ -253,6 +330,9 @@ def animate(
     remove_strays: bool = typer.Option(False, "--remove-strays", help="Drop isolated single pixels."),
     reroll: list[int] = typer.Option([], "--reroll", help="With --from: regenerate frame K, keep the others (repeatable)."),
     from_dir: Optional[Path] = typer.Option(None, "--from", help="An earlier animate output to re-roll frames of or extend."),
+    attr: list[str] = typer.Option([], "--attr", help="Attribute models: set one attribute, e.g. --attr palette=red (repeatable)."),
+    pose_seq: Optional[Path] = typer.Option(None, "--pose-seq", help="Pose models: a pose JSON (file or folder, see docs) driving frame i with pose i; the frame count becomes the pose count."),
+    pose_fit: bool = typer.Option(True, "--pose-fit/--no-pose-fit", help="Scale and place the pose sequence where the training bodies stand (off: use the file's coordinates, rescaled to the model size)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in --out."),
 ):
@@ -266,10 +346,15 @@ def animate(
         base = load_frames(from_dir) if from_dir else None
         if reroll and base is None:
             raise ConfigError("`--reroll` needs `--from DIR` (the animation to re-roll frames of)")
-        imgs = _with_progress(f"animating {frames} frames x {steps} steps", steps,
+        poses = _load_poses(pose_seq, m) if pose_seq else None
+        if poses is not None and len(poses) != frames:
+            typer.echo(f"--pose-seq {pose_seq} has {len(poses)} poses: animating {len(poses)} frames")
+        n_frames = len(poses) if poses is not None else frames
+        imgs = _with_progress(f"animating {n_frames} frames x {steps} steps", steps,
                               lambda cb: run_animate(m, what, frames=frames, seed=seed, sampler=sampler, steps=steps,
                                                      cfg=cfg, negative_prompt=negative_prompt,
-                                                     reroll=list(reroll) or None, base_frames=base, callback=cb))
+                                                     reroll=list(reroll) or None, base_frames=base, callback=cb,
+                                                     poses=poses, fit_poses=pose_fit, attrs=_parse_attrs(attr)))
         imgs = clean(imgs, Cleanup(palette_colors, palette, alpha_threshold, remove_strays))
         anim_name = name or slug(what)
         export_animation(imgs, out, name=anim_name, columns=columns, padding=padding, duration_ms=duration_ms,
@@ -292,6 +377,7 @@ def eval_cmd(
     heldout: str = typer.Option("auto", "--heldout", help="Reference split: run (the run's own held-out images), seeded, or auto (run when --data is the run's data)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Samples per sampling batch."),
     threads: int = typer.Option(0, "--threads", help="Torch threads (0 = torch default; 1 is often fastest on a busy CPU)."),
+    requests: str = typer.Option("data", "--requests", help="data: ask for what the data's captions/classes name; novel: attribute combinations no training character has (attribute models, built-in set)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output (the summary table is still printed)."),
@@ -308,6 +394,7 @@ def eval_cmd(
             task = p.add_task(f"sampling {n} x {steps} steps ({sampler})", total=n)
             rep = evaluate(model, data, n=n, sample_cfg=sc, seed=seed, out_dir=out, heldout=heldout,
                            overwrite=overwrite, batch_size=batch_size, device=device, threads=threads or None,
+                           requests=requests,
                            log=(lambda m: None) if quiet else p.console.print,
                            progress=lambda done, total: p.update(task, completed=done))
         print_summary(rep)
@@ -407,6 +494,22 @@ def data_slice(
         for i, f in enumerate(frames):
             Image.fromarray(f, "RGBA").save(out / f"{sheet.stem}_{i}.png")
         typer.echo(f"wrote {len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} to {out}")
+    _run(go)
+
+
+@app.command()
+def studio(
+    port: int = typer.Option(7860, "--port", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but localhost needs --auth."),
+    workspace: Path = typer.Option(Path("studio"), "--workspace", help="Folder for the gallery, runs, data and uploads (created if missing)."),
+    auth: Optional[str] = typer.Option(None, "--auth", help="user:password for the UI and the API (or set SPRITEFORGE_STUDIO_AUTH)."),
+    device: str = typer.Option("cpu", "--device", help="Device for generation: cpu | cuda | cuda:N | auto."),
+):
+    """Start the web studio: generate, browse the gallery, compare and train from a browser (see docs/studio.md)."""
+    def go():
+        from .runtime import pick_device
+        from .studio.app import serve
+        serve(workspace, host=host, port=port, auth=auth, device=str(pick_device(device)))
     _run(go)
 
 

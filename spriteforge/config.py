@@ -30,7 +30,7 @@ RESIZE_FILTERS = ("nearest", "box", "bilinear", "bicubic", "lanczos")
 
 @dataclass
 class DataConfig:
-    source: str = "builtin"          # "builtin" (procedural sprite set) or a folder of images
+    source: str = "builtin"          # "builtin" (procedural sprite set), "builtin-sheets" (its animations as 2x2 sheets: the whole-sheet baseline) or a folder
     size: int = 32                   # square training resolution in pixels
     resize_filter: str = "lanczos"   # filter when the scale factor is not an integer (integer factors use nearest)
     fit: str = "pad"                 # "crop" (center-crop to square) or "pad" (pad to square with transparent/edge)
@@ -59,6 +59,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+CONTROL_CHANNELS = {"pose": 3, "edges": 1, "silhouette": 1}  # channels each control map adds to the input
+
+
+def _names(v) -> tuple[str, ...]:
+    """"a,b" or ["a", "b"] -> ("a", "b")."""
+    if isinstance(v, str):
+        v = v.split(",")
+    return tuple(x.strip() for x in v if str(x).strip())
+
+
 @dataclass
 class ModelConfig:
     preset: str = "tiny"             # tiny | small | base; explicit fields below override it when set (tiny: best in minutes on a CPU)
@@ -73,9 +83,14 @@ class ModelConfig:
     in_channels: int = 0             # image channels; 0 = taken from the data (3 RGB, 4 RGBA)
     image_size: int = 0              # 0 = taken from the data
     num_classes: int = 0             # class-label embedding size; 0 = unconditional (taken from the data)
-    label_dropout: float = 0.1       # probability of dropping the label in training (classifier-free guidance)
+    label_dropout: float = 0.1       # probability of dropping the label (and all attributes at once) in training (classifier-free guidance)
     frame_attention: bool = False    # attention across the frames of a set (animation model)
-    control_channels: int = 0        # extra input channels for spatial control maps (pose, edges, ...)
+    attributes: tuple[str, ...] = () # metadata keys used as labels, each with its own embedding (e.g. archetype,palette,action)
+    attribute_sizes: tuple[int, ...] = ()  # values per attribute (set from the data)
+    attribute_dropout: float = 0.15  # probability of dropping each attribute in training (CFG; also lets prompts omit it)
+    control: tuple[str, ...] = ()    # spatial control maps concatenated to the input: pose (3 ch), edges (1), silhouette (1)
+    control_dropout: float = 0.2     # probability of training a set without its control maps (the model then works without them)
+    control_channels: int = 0        # extra input channels for the control maps (set from `control`)
     text_encoder: str = ""           # frozen text encoder for captions ("minilm"; "" = no text conditioning)
     text_dim: int = 0                # width of the text encoder's states (set from the encoder)
     caption_dropout: float = 0.1     # probability of training on the empty caption (classifier-free guidance)
@@ -86,6 +101,15 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         _check(0.0 <= self.label_dropout <= 1.0, "model.label_dropout", f"must be in [0, 1], got {self.label_dropout}")
         _check(self.in_channels in (0, 1, 3, 4), "model.in_channels", f"must be 1, 3 or 4, got {self.in_channels}")
+        self.attributes = _names(self.attributes)
+        self.attribute_sizes = tuple(int(n) for n in self.attribute_sizes)
+        self.control = _names(self.control)
+        bad = [c for c in self.control if c not in CONTROL_CHANNELS]
+        _check(not bad, "model.control", f"has unknown map {bad[:1]}; expected a subset of {tuple(CONTROL_CHANNELS)}")
+        _check(0.0 <= self.attribute_dropout <= 1.0, "model.attribute_dropout", f"must be in [0, 1], got {self.attribute_dropout}")
+        _check(0.0 <= self.control_dropout <= 1.0, "model.control_dropout", f"must be in [0, 1], got {self.control_dropout}")
+        if self.control and not self.control_channels:
+            self.control_channels = sum(CONTROL_CHANNELS[c] for c in self.control)
 
     def resolved(self) -> "ModelConfig":
         """A copy with the preset's values filled in wherever a field is unset."""
@@ -141,6 +165,8 @@ class TrainConfig:
     sample_steps: int = 16           # sampler steps for progress grids
     val_every: int = 250             # held-out validation loss every N steps (0 = off)
     val_fraction: float = 0.05       # share of the data held out for validation loss
+    fd_every: int = 0                # FD-EffNet of fd_n samples vs the held-out images every N steps (0 = off; ~10-30 s each on a CPU)
+    fd_n: int = 64                   # samples per in-training FD-EffNet (small: compare only within a run / at equal fd_n)
 
     def __post_init__(self):
         _check(self.steps >= 0, "train.steps", f"must be >= 0, got {self.steps}")
@@ -155,6 +181,8 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
         _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
         _check(0 <= self.val_fraction < 0.5, "train.val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
+        _check(self.fd_every >= 0, "train.fd_every", f"must be >= 0, got {self.fd_every}")
+        _check(2 <= self.fd_n <= 4096, "train.fd_n", f"must be in [2, 4096], got {self.fd_n}")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "train.device",
                f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -295,7 +323,10 @@ def _coerce(raw: str, current, key: str):
         if isinstance(current, float):
             return float(value)
         if isinstance(current, (list, tuple)):
-            return list(value) if isinstance(value, (list, tuple)) else [int(v) for v in str(value).split(",")]
+            if isinstance(value, (list, tuple)):
+                return list(value)
+            items = [v.strip() for v in str(value).split(",") if v.strip()]
+            return [int(v) for v in items] if all(v.lstrip("-").isdigit() for v in items) else items
     except (ValueError, TypeError):
         raise ConfigError(f"`--set {key}={raw}`: expected a value like {current!r}") from None
     return value

@@ -31,6 +31,29 @@ class LoadedModel:
     _text_cache: object = None
 
     @property
+    def attribute_values(self) -> dict[str, list[str]]:
+        """Vocabulary of each attribute the model is conditioned on (empty for other models)."""
+        return json.loads(self.meta.get("extra", "{}")).get("attribute_values", {}) if self.meta else {}
+
+    @property
+    def pose_box(self) -> list[float] | None:
+        """Where the training data's skeletons stand (see data.conditions.pose_box); recomputed for
+        built-in-set models saved before it was recorded."""
+        box = json.loads(self.meta.get("extra", "{}")).get("pose_box") if self.meta else None
+        if box is None and "pose" in self.config.model.control and self.config.data.source == "builtin":
+            from .data import load_dataset
+            from .data.conditions import pose_box
+            box = pose_box(load_dataset(self.config.data))
+        return box
+
+    def attribute_row(self, prompt: str | None = None, attrs: dict | None = None) -> torch.Tensor:
+        """int64 [K]: attributes read from a plain-English prompt, then overridden by explicit `attrs`."""
+        from .data.conditions import attribute_row, parse_attributes
+        vocab = self.attribute_values
+        given = parse_attributes(prompt, vocab) if prompt else {}
+        return attribute_row(vocab, {**given, **(attrs or {})})
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         m = self.config.model
         return (m.in_channels, m.image_size, m.image_size)
@@ -99,13 +122,15 @@ def class_index(model: LoadedModel, name: str | None) -> int:
 def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = False,
              labels: torch.Tensor | None = None, prompts: list[str] | None = None,
              known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-             init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+             init: torch.Tensor | None = None, strength: float = 1.0,
+             attributes: torch.Tensor | None = None, control: torch.Tensor | None = None) -> torch.Tensor:
     """Sample `sc.n` images (or `sc.n` animations of `sc.frames` frames) -> uint8 [N*F, C, H, W].
 
     Same seed, same pixels on the same machine: the initial noise always comes from a CPU generator
     seeded with `sc.seed`, so a seed means the same starting point on every device. `labels`
     (per-item class indices, -1 = none) overrides `sc.class_name`; `prompts` (one per item)
-    overrides `sc.prompt`. Guidance (`sc.cfg`) contrasts the requested label/prompt with no label and
+    overrides `sc.prompt`. An attribute model reads `sc.prompt` as attributes ("a red knight walking
+    right"), or takes `attributes` (int64 [N, K], -1 = unspecified) directly. Guidance (`sc.cfg`) contrasts the requested label/prompt with no label and
     the negative prompt, in one batched call per step.
 
     `known` (uint8 [N*F, C, H, W]) with `known_mask` ([N*F, 1, H, W], 1 = keep) fixes pixels or whole
@@ -114,6 +139,9 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
     `init` (uint8 [N*F, C, H, W]) with `strength` in (0, 1] is image-to-image (SDEdit, Meng et al.
     2022): the init image is noised to the sigma `strength` of the way up the schedule and sampled
     from there; strength 1 ignores the init entirely, small strengths keep more of it.
+
+    `control` (float [N*F, Cc, H, W] in [0, 1], see data.conditions) gives a control model its maps
+    (pose, edges, silhouette); it is the same in both branches of guidance, so it always applies.
     """
     mc = model.config.model
     device = next(model.denoiser.parameters()).device
@@ -127,6 +155,8 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
     per_frame = lambda t: t.repeat_interleave(F, dim=0)  # noqa: E731  (one condition per set -> per frame)
     cond, uncond, guided = {}, {}, False
     if mc.num_classes:
+        if labels is None and sc.class_name is None and mc.attributes and not mc.text_encoder:
+            labels = _classes_in(model, prompts or [sc.prompt] * n)  # "a red knight ...": the knight class too
         if labels is None:
             labels = torch.full((n,), class_index(model, sc.class_name), dtype=torch.long)
         cond["class_labels"] = per_frame(labels.to(device))
@@ -140,9 +170,25 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
         cond.update({k: per_frame(v[:n]) for k, v in c.items()})
         uncond.update({k: v[n:].expand(n * F, *v.shape[1:]) for k, v in c.items()})
         guided |= any(prompts) or bool(sc.negative_prompt)
-    elif sc.prompt:
-        raise ConfigError("`--prompt`: this model was trained without captions (no text encoder); "
+    if mc.attributes:
+        if attributes is None and prompts and not mc.text_encoder:
+            attributes = torch.stack([model.attribute_row(p) for p in prompts])
+        elif attributes is None:
+            attributes = model.attribute_row(None if mc.text_encoder else sc.prompt)[None].expand(n, -1)
+        cond["attributes"] = per_frame(attributes.to(device))
+        uncond["attributes"] = torch.full_like(cond["attributes"], -1)
+        guided |= bool((attributes >= 0).any())
+    elif sc.prompt and not mc.text_encoder:
+        raise ConfigError("`--prompt`: this model was trained without captions or attributes (no text encoder); "
                           "use --class, or train with --set model.text_encoder=minilm")
+    if control is not None:
+        if not mc.control_channels:
+            raise ConfigError("a control map was given, but this model was trained without control maps")
+        if tuple(control.shape[1:]) != (mc.control_channels, mc.image_size, mc.image_size) or control.shape[0] != n * F:
+            raise ConfigError(f"control maps are {tuple(control.shape)}; this model needs {n * F} maps of "
+                              f"{mc.control_channels}x{mc.image_size}x{mc.image_size} ({'+'.join(mc.control)})")
+        for d in (cond, uncond):
+            d["control"] = control.to(device)
     if mc.frame_attention:
         phase = (torch.arange(F, device=device) / F).repeat(n)
         for d in (cond, uncond):
@@ -166,6 +212,42 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
     if known is not None:
         x = mask * known_x + (1 - mask) * x.float()
     return to_uint8(x.float()).cpu()
+
+
+def outpaint_canvas(image: torch.Tensor, sides: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outpainting at the model's fixed size: move the image away from the sides to extend and mark
+    the uncovered strips for generation. image uint8 [1, C, H, W]; sides {"right": 8, ...} in pixels.
+    -> (the moved image, keep mask [1, 1, H, W] with 0 on the new strips) for `generate(known=...)`."""
+    _, c, h, w = image.shape
+    left, right, top, bottom = (int(sides.get(k, 0)) for k in ("left", "right", "top", "bottom"))
+    if left + right >= w or top + bottom >= h or min(left, right, top, bottom) < 0:
+        raise ConfigError(f"`--outpaint` of {sides} leaves nothing of the {w}x{h} image")
+    moved = torch.zeros_like(image)
+    keep = torch.zeros(1, 1, h, w)
+    # extending the right side shifts the picture left (its left columns fall off the canvas), and so on
+    dx, dy = left - right, top - bottom
+    src = image[:, :, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    moved[:, :, max(0, dy):max(0, dy) + src.shape[2], max(0, dx):max(0, dx) + src.shape[3]] = src
+    keep[:, :, max(0, dy):max(0, dy) + src.shape[2], max(0, dx):max(0, dx) + src.shape[3]] = 1
+    keep[:, :, :top] = 0
+    keep[:, :, h - bottom:] = 0
+    keep[:, :, :, :left] = 0
+    keep[:, :, :, w - right:] = 0
+    return moved, keep
+
+
+def _classes_in(model: LoadedModel, prompts: list) -> torch.Tensor:
+    """Class index named by each prompt (-1 where none is named), for attribute models that also
+    have class labels (the built-in set's archetypes are both)."""
+    from .data.conditions import parse_attributes
+    out = []
+    for p in prompts:
+        try:
+            name = parse_attributes(p or "", {"class": model.class_names}).get("class")
+        except ConfigError:
+            name = None
+        out.append(model.class_names.index(name) if name else -1)
+    return torch.tensor(out, dtype=torch.long)
 
 
 def keep_known(denoiser, known: torch.Tensor, mask: torch.Tensor):

@@ -123,3 +123,13 @@ def test_image_to_image_strength_controls_change(tmp_path):
     # strength 0.2 stays close to the init
     assert (full - pure).abs().mean() < (light - pure).abs().mean()
     assert (light - init.float()).abs().mean() < (full - init.float()).abs().mean()
+
+
+def test_small_fd_is_logged_and_plotted_during_training(tmp_path):
+    cfg = _cfg(steps=4)
+    cfg.train.fd_every, cfg.train.fd_n, cfg.train.val_fraction = 2, 8, 0.2
+    train(cfg, tmp_path / "run", data=tiny_imageset(), quiet=True)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    fds = [r for r in recs if "fd_effnet_small" in r]
+    assert [r["step"] for r in fds] == [2, 4] and all(r["fd_n"] == 8 and r["fd_effnet_small"] > 0 for r in fds)
+    assert (tmp_path / "run" / "fd.png").exists()

@@ -35,6 +35,9 @@ def what_to_condition(model: LoadedModel, what: str) -> dict:
     mc = model.config.model
     if mc.text_encoder:
         return {"prompt": what}
+    if mc.attributes:
+        model.attribute_row(what)  # a prompt naming nothing the model knows fails here, with the vocabulary
+        return {"prompt": what or None}
     if mc.num_classes:
         if what not in model.class_names:
             raise ConfigError(f"{what!r} is not a class of this model (it takes a class name, not a prompt); "
@@ -55,18 +58,36 @@ def load_frames(folder: Path) -> list[np.ndarray]:
 
 def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampler: str = "dpmpp-2m",
             steps: int = 20, cfg: float = 2.0, negative_prompt: str = "", reroll: list[int] | None = None,
-            base_frames: list[np.ndarray] | None = None, callback=None, bf16: bool = False) -> list[np.ndarray]:
+            base_frames: list[np.ndarray] | None = None, callback=None, bf16: bool = False,
+            poses: np.ndarray | None = None, fit_poses: bool = True, attrs: dict | None = None) -> list[np.ndarray]:
     """-> `frames` RGBA uint8 [H, W, 4] frames of one animation.
 
     With `base_frames` (an existing animation): `reroll` lists frame indices to generate anew, every
     other frame is kept exactly; without `reroll`, the base frames are kept and the animation is
     extended to `frames` frames.
+
+    `poses` (float [F, 18, 3] keypoints in the model's pixels, e.g. from a pose JSON) drives a pose
+    model frame by frame: frame i is drawn in pose i, and the frame count is the pose count. With
+    `fit_poses` the sequence is first scaled and placed as a whole where the training data's bodies
+    stand, so a performer filmed at any size drives a 32 px sprite. `attrs` ({"palette": "red"})
+    sets attributes of an attribute model explicitly, over what the prompt says.
     """
     if not model.config.model.frame_attention and frames > 1:
         raise ConfigError("this model was trained on single images; `animate` needs a frame-set model "
                           "(train with --set train.frames=8, or use the bundled model: builtin)")
     sc = SampleConfig(n=1, frames=frames, seed=seed, sampler=sampler, steps=steps, cfg=cfg,
                       negative_prompt=negative_prompt, **what_to_condition(model, what))
+    control = None
+    if poses is not None:
+        from ..data.conditions import fit_poses as fit, pose_control
+        poses = np.asarray(poses, dtype=np.float32)
+        if poses.ndim != 3 or poses.shape[1:] != (18, 3) or not len(poses):
+            raise DataError(f"a pose sequence must be [F, 18, 3] keypoints, got {poses.shape}")
+        control = pose_control(poses, model.config.model)  # raises if the model has no pose input
+        if fit_poses and model.pose_box is not None:
+            control = pose_control(fit(poses, model.pose_box), model.config.model)
+        frames = len(poses)
+        sc = replace(sc, frames=frames)
     known = mask = None
     if base_frames is not None:
         c, size = model.shape[0], model.shape[1]
@@ -87,7 +108,15 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
         for i in keep:
             known[i] = torch.from_numpy(base_frames[i][..., :c].copy()).permute(2, 0, 1)
             mask[i] = 1
-    imgs = generate(model, sc, callback=callback, bf16=bf16, known=known, known_mask=mask)
+    if control is not None and control.shape[0] != frames:
+        raise ConfigError(f"the pose sequence has {control.shape[0]} frames but the animation has {frames}")
+    attributes = None
+    if attrs:
+        if not model.config.model.attributes:
+            raise ConfigError("`--attr`: this model was trained without attribute labels")
+        attributes = model.attribute_row(None if model.config.model.text_encoder else what, attrs)[None]
+    imgs = generate(model, sc, callback=callback, bf16=bf16, known=known, known_mask=mask, control=control,
+                    attributes=attributes)
     out = imgs.permute(0, 2, 3, 1).numpy()
     if out.shape[-1] == 3:  # RGB models: opaque frames
         out = np.concatenate([out, np.full(out.shape[:-1] + (1,), 255, np.uint8)], axis=-1)

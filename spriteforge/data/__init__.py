@@ -17,5 +17,8 @@ def load_dataset(cfg: DataConfig, log=None) -> ImageSet:
             a = data.images[:, 3:].float() / 255
             data.images = (data.images[:, :3].float() * a + 255 * (1 - a)).round().to(data.images.dtype)
         return data
+    if cfg.source == "builtin-sheets":  # the whole-sheet baseline (see render_builtin_sheets)
+        from .builtin import render_builtin_sheets
+        return render_builtin_sheets(size=cfg.size, characters=cfg.builtin_characters, seed=cfg.builtin_seed)
     from .folder import load_image_folder
     return load_image_folder(cfg.source, cfg, **({"log": log} if log else {}))

@@ -1090,6 +1090,38 @@ def render_builtin(size: int = 32, characters: int = 24, seed: int = 0, actions=
     return ImageSet(tensor, paths, captions, torch.tensor(labels, dtype=torch.int64), list(ARCHETYPES), meta)
 
 
+def render_builtin_sheets(size: int = 64, characters: int = 24, seed: int = 0, frames: int = 4) -> ImageSet:
+    """The whole-sheet baseline's data: every animation of the built-in set as ONE image, a 2x2 grid of
+    `frames` = 4 frames (evenly spaced over the cycle) of size/2 pixels each, in reading order.
+
+    This is what fine-tuning an image model on sprite sheets amounts to; a model trained on it must
+    keep a character consistent across the cells by itself, with no notion of frames. Meta carries
+    the animation's attributes (frame-level entries dropped)."""
+    if frames != 4 or size % 2:
+        raise ValueError(f"builtin sheets are 2x2 grids of 4 frames at an even size, got frames={frames} size={size}")
+    cell = size // 2
+    data = render_builtin(size=cell, characters=characters, seed=seed)
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(data.meta):
+        groups.setdefault(m["animation"], []).append(i)
+    images, paths, captions, labels, meta = [], [], [], [], []
+    for name, idx in groups.items():
+        idx = sorted(idx, key=lambda i: data.meta[i]["frame"])
+        pick = [idx[round(k * len(idx) / frames)] for k in range(frames)]
+        sheet = torch.zeros(data.channels, size, size, dtype=torch.uint8)
+        for k, i in enumerate(pick):
+            r, c = divmod(k, 2)
+            sheet[:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = data.images[i]
+        m = {k: v for k, v in data.meta[idx[0]].items() if k not in ("frame", "num_frames", "pose", "animation")}
+        images.append(sheet)
+        paths.append(f"builtin-sheets:{name}")
+        captions.append(data.captions[idx[0]])
+        labels.append(int(data.labels[idx[0]]))
+        meta.append({**m, "sheet_frames": [data.meta[i]["frame"] for i in pick]})
+    return ImageSet(torch.stack(images), paths, captions, torch.tensor(labels, dtype=torch.int64),
+                    list(data.class_names), meta)
+
+
 def export_builtin(out_dir, size: int = 32, characters: int = 24, seed: int = 0) -> Path:
     """Write the built-in set as an ordinary image folder that the folder loader (and other
     tools) understand: `<archetype>/<character>_<action>_<direction>_<frame>.png` (folder names

@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..training.batches import group_animations
 from ..config import ConfigError, DataConfig, SampleConfig
 from ..data.dataset import DataError, ImageSet
 
@@ -230,8 +231,31 @@ def prompt_requests(prompts: list[str], data: ImageSet | None, builtin: bool, wi
     return labels, requested
 
 
-def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool):
-    """Per-sample labels (tensor or None), prompts (list or None), and requested dicts."""
+def novel_prompts(data: ImageSet, n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """Captions of built-in characters that are NOT in `data`: every (archetype, palette, accessory)
+    combination no training character has, with a seeded action and direction each, in a seeded
+    order. Asking an attribute model for these measures compositional generalisation (a colour with
+    an accessory never seen together)."""
+    from types import SimpleNamespace
+
+    from ..data.builtin import ACCESSORIES, ACTIONS, ARCHETYPES, DIRECTIONS, PALETTES, _SLIME_ACCESSORIES, caption_for
+    seen = {(m.get("archetype"), m.get("palette"), m.get("accessory")) for m in data.meta}
+    combos = [(a, p, x) for a in ARCHETYPES for p in PALETTES
+              for x in (_SLIME_ACCESSORIES if a == "slime" else ACCESSORIES) if (a, p, x) not in seen]
+    g = torch.Generator().manual_seed(seed)
+    combos = [combos[i] for i in torch.randperm(len(combos), generator=g).tolist()]
+    out = []
+    for i in range(n):
+        a, p, x = combos[i % len(combos)]
+        action = ACTIONS[int(torch.randint(len(ACTIONS), (1,), generator=g))]
+        direction = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (1,), generator=g))]
+        out.append(caption_for(SimpleNamespace(archetype=a, palette=p, accessory=x), action, direction))
+    return out
+
+
+def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool, novel: bool = False):
+    """Per-sample labels (tensor or None), prompts (list or None), and requested dicts. `novel`
+    (attribute models on the built-in set): ask for attribute combinations the data does not have."""
     from ..data.builtin import ARCHETYPES
     mc = model.config.model
     labels = prompts = None
@@ -248,6 +272,25 @@ def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool
             caps = [caps[i] for i in perm]
         prompts = [caps[i % len(caps)] for i in range(n)]
         labels, requested = prompt_requests(prompts, data, builtin, with_labels=bool(mc.num_classes))
+    elif mc.attributes:  # requests in words, read back into attributes by the model (and its class, if any)
+        if sc.prompt:
+            caps = [sc.prompt]
+        elif novel:
+            caps = novel_prompts(data, n)
+        else:
+            caps = sorted({c for c in data.captions if c})
+            perm = torch.randperm(len(caps), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+            caps = [caps[i] for i in perm]
+        if not caps:
+            raise EvalError("this is an attribute model but the data has no captions to build requests from")
+        prompts = [caps[i % len(caps)] for i in range(n)]
+        vocab = model.attribute_values
+        for i, p in enumerate(prompts):
+            row = model.attribute_row(p).tolist()
+            requested[i] = {"prompt": p, **{k: vocab[k][j] for k, j in zip(vocab, row) if j >= 0}}
+        if mc.num_classes:
+            from ..pipeline import _classes_in
+            labels = _classes_in(model, prompts)
     elif mc.num_classes:
         from ..pipeline import class_index
         if sc.class_name is not None:
@@ -406,7 +449,7 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
              out_dir: str | Path | None = None, heldout: str = "auto", overwrite: bool = False, batch_size: int = 64,
              device: str = "cpu", threads: int | None = None, adherence_classifier=None,
              samples_override: torch.Tensor | Callable | None = None, log: Callable | None = None,
-             progress: Callable | None = None) -> dict:
+             progress: Callable | None = None, requests: str = "data") -> dict:
     """Evaluate a trained model; returns the report dict (and writes it to ``out_dir`` if given).
 
     Args:
@@ -426,6 +469,8 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
         threads: torch threads for the whole evaluation. None (default): sampling uses torch's setting and
             the metrics run on 1 thread (robust on a busy CPU: see the timing notes in the module docstring).
         log: callable(str) for progress messages; progress: callable(done, total) while sampling.
+        requests: "data" (ask for what the data's captions / classes ask for) or "novel" (attribute
+            models on the built-in set: attribute combinations no training character has).
 
     Raises ``CheckpointError`` (not a spriteforge checkpoint), ``EvalError`` (size / channel mismatch,
     too few images: before any sampling), ``ConfigError``, ``FileExistsError``.
@@ -461,7 +506,11 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
         train_idx, held_idx, split_desc = split_reference(model, data_set, heldout, same_data)
         phase("load_data", t0)
         builtin = bool(data_desc.get("builtin"))
-        labels, prompts, requested = plan_requests(model, data_set, n, sc, builtin)
+        if requests not in ("data", "novel"):
+            raise ConfigError(f"`--requests {requests}` must be 'data' or 'novel'")
+        if requests == "novel" and not (builtin and model.config.model.attributes):
+            raise ConfigError("`--requests novel` needs an attribute model (model.attributes) and the built-in data")
+        labels, prompts, requested = plan_requests(model, data_set, n, sc, builtin, novel=requests == "novel")
 
         # --- samples
         threads_used = {"sampling": torch.get_num_threads()}
@@ -559,6 +608,15 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
                 notes_extra.append(f"animation section skipped: {e}")
             phase("animation", t0)
         # <<< animation section <<<
+        if builtin and "pose" in model.config.model.control and model.attribute_values:
+            from .control import control_adherence, report_section
+            t0 = time.perf_counter()
+            log("control adherence: pose-driven animations vs the real frames")
+            pool = held_idx if len(group_animations(data_set.subset(held_idx))) >= 8 else None
+            with _threads(threads or 1):
+                ctl = control_adherence(model, data_set, sample_cfg=sc, seed=seed, anim_pool=pool)
+            adherence_sections.update(report_section(ctl))
+            phase("control_adherence", t0)
 
     mc = model.config.model
     from ..models.unet import count_parameters
@@ -590,7 +648,9 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
         "model": {"path": str(model.path), "step": model.step, "preset": mc.preset,
                   "parameters": count_parameters(model.denoiser),
                   "channels": mc.in_channels, "size": mc.image_size, "class_names": list(model.class_names),
-                  "conditioning": "text" if mc.text_encoder else ("class" if mc.num_classes else "none"),
+                  "conditioning": "text" if mc.text_encoder else ("attributes" if mc.attributes else
+                                                                  ("class" if mc.num_classes else "none")),
+                  "attributes": list(mc.attributes), "control": list(mc.control),
                   "frame_attention": bool(mc.frame_attention)},
         "data": {**data_desc, "n_images": len(data_set), "channels": data_set.channels, "size": data_set.size,
                  "split": split_desc},
@@ -598,7 +658,7 @@ def evaluate(model_path, data=None, *, n: int = 1000, sample_cfg: SampleConfig |
                      "rho": sc.rho, "negative_prompt": sc.negative_prompt, "class_name": sc.class_name,
                      "prompt": sc.prompt, "seed": seed, "batch_size": batch_size,
                      "batch_seeds": f"seed + {BATCH_SEED_STRIDE} * batch_index", "device": device,
-                     "requests": _request_summary(requested)},
+                     "requests": _request_summary(requested), "request_mode": requests},
         "floor": {"n_floor": m, "n_reference": len(held_idx), "floor_draw_seed": seed},
         "features": fx.config,
         "metrics": rows,

@@ -10,6 +10,9 @@ Conditioning hooks, all optional (each is a no-op when its config field is 0):
   * noise level    c_noise -> sinusoidal features -> MLP -> embedding `emb`   (always)
   * class label    nn.Embedding(num_classes + 1) added to `emb`; index num_classes is the
                    "no label" token used for label dropout / classifier-free guidance
+  * attributes     one nn.Embedding(n_k + 1) per attribute k (body, palette, action, ...), summed
+                   into `emb`; index n_k is "unspecified", dropped independently in training, so
+                   any subset of attributes can be asked for and guidance works per attribute set
   * text           a frozen encoder's pooled vector is added to `emb`, and its per-token states
                    feed cross-attention at low resolution (masked; empty caption = unconditional)
   * control maps   extra input channels concatenated to x (zeros when absent)
@@ -189,6 +192,7 @@ class UNet(nn.Module):
         self.noise_embed = PositionalEmbedding(ch)
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
+        self.attr_embed = nn.ModuleList(nn.Embedding(n + 1, emb_dim) for n in cfg.attribute_sizes)
         self.frame_embed = nn.Linear(2, emb_dim) if cfg.frame_attention else None  # from (cos, sin) of phase
         self.text_embed = nn.Linear(cfg.text_dim, emb_dim) if cfg.text_dim else None  # pooled caption vector
 
@@ -242,11 +246,12 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None,
                 control: torch.Tensor | None = None, frames: int = 1, frame_phase: torch.Tensor | None = None,
                 text_tokens: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                text_pooled: torch.Tensor | None = None):
+                text_pooled: torch.Tensor | None = None, attributes: torch.Tensor | None = None):
         """x: [B*F, C, H, W]; c_noise: [B*F]; class_labels: [B*F] int, -1 or num_classes = no label;
         control: [B*F, control_channels, H, W]; frame_phase: [B*F] in [0, 1) (position in the cycle);
         text_tokens [B*F, L, text_dim], text_mask [B*F, L] bool, text_pooled [B*F, text_dim]: the
-        caption's encoding (the empty caption's encoding = unconditional)."""
+        caption's encoding (the empty caption's encoding = unconditional); attributes: [B*F, K] int,
+        one column per attribute, -1 = unspecified."""
         emb = self.emb_mlp(self.noise_embed(c_noise))
         text = None
         if self.text_embed is not None:
@@ -259,6 +264,10 @@ class UNet(nn.Module):
             labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long) \
                 if class_labels is None else class_labels.long().where(class_labels >= 0, self.num_classes)
             emb = emb + self.label_embed(labels)
+        for k, table in enumerate(self.attr_embed):
+            n = table.num_embeddings - 1
+            a = attributes[:, k].long() if attributes is not None else torch.full((x.shape[0],), -1, device=x.device)
+            emb = emb + table(a.where((a >= 0) & (a < n), n))
         frame_emb = None
         if self.frame_embed is not None:
             if frame_phase is None:

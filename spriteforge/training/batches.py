@@ -5,8 +5,8 @@ Two modes, one function:
   * frame sets (`train.frames = F_max`): each step draws a set size F in [2, F_max], then B/F
     animations and F distinct frames of each (in cycle order). All frames of a set share one sigma,
     because at sampling time the frames are denoised jointly, at the same noise level.
-Condition dropout for classifier-free guidance (labels -> -1, captions -> the empty caption) is
-drawn here, from the same seeded generator as everything else, so resume stays exact.
+Condition dropout for classifier-free guidance (labels and each attribute -> -1, captions -> the
+empty caption, control maps -> zeros, always per set so the frames of a set agree) is drawn here, from the same seeded generator as everything else, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ class BatchSource:
     caption_idx: torch.Tensor | None     # [N] rows of `text`
     text: TextTable | None
     animations: list[list[int]] | None   # frame-set mode: groups of indices into `images`
+    attributes: torch.Tensor | None = None  # [N, K] attribute indices (-1 = none)
+    control: torch.Tensor | None = None     # uint8 [N, Cc, H, W] control maps
+
+
+def control_input(maps_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 control maps -> the network's control input in [0, 1] (all zeros = no control)."""
+    return maps_u8.float() / 255.0
 
 
 def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: torch.Generator, device):
@@ -98,6 +105,16 @@ def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: t
         cap = src.caption_idx[idx].clone()
         cap[(torch.rand(n_sets, generator=gen) < cfg.model.caption_dropout).repeat_interleave(F)] = src.text.empty
         cond.update(src.text.rows(cap, device))
+    if src.attributes is not None:
+        att = src.attributes[idx].clone()
+        drop = torch.rand(n_sets, att.shape[1], generator=gen) < cfg.model.attribute_dropout
+        drop |= (torch.rand(n_sets, 1, generator=gen) < cfg.model.label_dropout)  # all at once: the unconditional branch of CFG
+        att[drop.repeat_interleave(F, dim=0)] = -1
+        cond["attributes"] = att.to(device)
+    if src.control is not None:
+        ctl = control_input(src.control[idx])
+        keep = (torch.rand(n_sets, generator=gen) >= cfg.model.control_dropout).repeat_interleave(F)
+        cond["control"] = (ctl * keep[:, None, None, None]).to(device)
     if cfg.model.frame_attention:
         cond["frames"] = frames
         cond["frame_phase"] = src.phase[idx].to(device)
@@ -111,17 +128,25 @@ def fixed_cond(src: BatchSource, idx: torch.Tensor, cfg, device) -> dict:
         cond["class_labels"] = src.labels[idx].to(device)
     if src.text is not None:
         cond.update(src.text.rows(src.caption_idx[idx], device))
+    if src.attributes is not None:
+        cond["attributes"] = src.attributes[idx].to(device)
+    if src.control is not None:
+        cond["control"] = control_input(src.control[idx]).to(device)
     if cfg.model.frame_attention:
         cond["frames"] = 1
         cond["frame_phase"] = src.phase[idx].to(device)
     return cond
 
 
-def make_source(data: ImageSet, idx: list[int], text: TextTable | None, frame_sets: bool) -> BatchSource:
+def make_source(data: ImageSet, idx: list[int], text: TextTable | None, frame_sets: bool,
+                attributes: torch.Tensor | None = None, control: torch.Tensor | None = None) -> BatchSource:
+    """The training (or held-out) part `idx` of the data, with the conditions of all of `data`."""
     sub = data.subset(idx)
     caption_idx = None
     if text is not None:
         row = {c: i for i, c in enumerate(text.captions)}
         caption_idx = torch.tensor([row.get(c or "", text.empty) for c in sub.captions])
     return BatchSource(sub.images, sub.labels, frame_phase(sub), caption_idx, text,
-                       group_animations(sub) if frame_sets else None)
+                       group_animations(sub) if frame_sets else None,
+                       attributes[idx] if attributes is not None else None,
+                       control[idx] if control is not None else None)

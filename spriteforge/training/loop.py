@@ -15,6 +15,7 @@ import math
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from PIL import Image
 from ..config import ConfigError, RunConfig, SampleConfig
 from ..data import load_dataset
 from ..data.dataset import ImageSet, to_model_range
-from .batches import build_text_table, fixed_cond, group_animations, make_source, sample_batch
+from ..data.conditions import attribute_labels, attribute_vocab, control_maps, pose_box
+from .batches import build_text_table, control_input, fixed_cond, group_animations, make_source, sample_batch
 from ..diffusion.edm import EDMPrecond, edm_loss
 from ..images import atomic_save, label, make_grid, plot_curves, save_gif
 from ..models.unet import UNet, count_parameters
@@ -81,7 +83,10 @@ def resolve_model_config(cfg: RunConfig, data: ImageSet) -> RunConfig:
             text_dim = get_text_encoder(m.text_encoder).dim
         except KeyError:
             raise ConfigError(f"`model.text_encoder {m.text_encoder}` is not a known text encoder") from None
-    m = replace(m, in_channels=data.channels, image_size=data.size, text_dim=text_dim,
+    sizes = tuple(len(v) for v in attribute_vocab(data, m.attributes).values())
+    if m.control:
+        control_maps(data.subset([0]), m.control)  # fails early with the file's name if a map cannot be made
+    m = replace(m, in_channels=data.channels, image_size=data.size, text_dim=text_dim, attribute_sizes=sizes,
                 num_classes=m.num_classes or len(data.class_names),
                 frame_attention=m.frame_attention or bool(cfg.train.frames)).resolved()
     return replace(cfg, model=m)
@@ -127,10 +132,12 @@ def validation_loss(denoiser: EDMPrecond, src, cfg: RunConfig, device, bf16: boo
     return out
 
 
-def draw_samples(denoiser, cfg: RunConfig, n: int, steps: int, class_count: int, text_table) -> tuple[torch.Tensor, int]:
+def draw_samples(denoiser, cfg: RunConfig, n: int, steps: int, class_count: int, text_table,
+                 src=None) -> tuple[torch.Tensor, int]:
     """The progress grid: same noise (seed 0) every time, so grids show the model changing, not the noise.
     A class-conditional model cycles through its classes, a text model through the first captions
-    of the data, a frame-set model draws rows of 8-frame loops. Returns (images, images per row)."""
+    of the data, an attribute or control model takes those of training images spread over the data,
+    a frame-set model draws rows of 8-frame loops. Returns (images, images per row)."""
     from ..pipeline import LoadedModel, generate
     model = LoadedModel(denoiser, cfg, [], Path("."), 0, {}, text_table=text_table)
     frames = 8 if cfg.model.frame_attention else 1
@@ -140,9 +147,50 @@ def draw_samples(denoiser, cfg: RunConfig, n: int, steps: int, class_count: int,
     if text_table is not None:
         step = max(1, len(text_table.captions) // sets)
         prompts = [text_table.captions[(i * step) % len(text_table.captions)] for i in range(sets)]
+    extra = {}
+    if src is not None and (src.attributes is not None or src.control is not None):
+        pick = torch.linspace(0, len(src.images) - 1, sets).round().long()
+        if src.attributes is not None:
+            extra["attributes"] = src.attributes[pick]
+        if src.control is not None and frames == 1:
+            extra["control"] = control_input(src.control[pick])
     sc = SampleConfig(n=sets, steps=steps, seed=0, frames=frames)
-    imgs = generate(model, sc, labels=labels, prompts=prompts)
+    imgs = generate(model, sc, labels=labels, prompts=prompts, **extra)
     return imgs, (frames if frames > 1 else math.ceil(math.sqrt(n)))
+
+
+class SmallFD:
+    """FD-EffNet of a few samples against the held-out images, during training (`train.fd_every`).
+
+    The samples ask for what the held-out images show (their labels, attributes, captions), from the
+    same seed each time, 16 DPM++ steps, one frame each. With a small n the value is biased upwards
+    and noisy: it tracks one run's progress, not a number to compare with `spriteforge eval`."""
+
+    def __init__(self, val_src, cfg: RunConfig, text_table):
+        from ..evaluation.features import EffNetFeatures
+        self.feats = EffNetFeatures()
+        self.ref = self.feats(val_src.images)
+        n = cfg.train.fd_n
+        self.pick = torch.arange(n) % len(val_src.images)
+        self.src, self.cfg, self.text_table = val_src, cfg, text_table
+
+    def __call__(self, denoiser) -> float:
+        from ..evaluation.metrics import fd_from_features
+        from ..pipeline import LoadedModel, generate
+        src, mc = self.src, self.cfg.model
+        model = LoadedModel(denoiser, self.cfg, [], Path("."), 0, {}, text_table=self.text_table)
+        kw = {}
+        if mc.num_classes:
+            kw["labels"] = src.labels[self.pick]
+        if src.attributes is not None:
+            kw["attributes"] = src.attributes[self.pick]
+        if src.text is not None:
+            kw["prompts"] = [src.text.captions[i] if i < len(src.text.captions) else ""
+                             for i in src.caption_idx[self.pick].tolist()]
+        imgs = generate(model, SampleConfig(n=len(self.pick), steps=16, seed=0), **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the small-n rank-deficiency warning: known, see the docstring
+            return fd_from_features(self.feats(imgs), self.ref)
 
 
 class _Progress:
@@ -216,8 +264,12 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
         progress_note(f"encoding {len(set(data.captions))} captions with {cfg.model.text_encoder}")
         cache = EmbeddingCache(cfg.model.text_encoder, path=out / "text_cache.safetensors")
         text_table = build_text_table([c or "" for c in data.captions], cache)
-    src = make_source(data, train_idx, text_table, bool(t_cfg.frames))
-    val_src = make_source(data, val_idx, text_table, False)
+    vocab = attribute_vocab(data, cfg.model.attributes)
+    attributes = attribute_labels(data, vocab) if vocab else None
+    control = control_maps(data, cfg.model.control) if cfg.model.control else None
+    extra_meta = {"attribute_values": vocab, **({"pose_box": pose_box(data)} if "pose" in cfg.model.control else {})}
+    src = make_source(data, train_idx, text_table, bool(t_cfg.frames), attributes, control)
+    val_src = make_source(data, val_idx, text_table, False, attributes, control)
     if device.type == "cuda":
         src.images = src.images.pin_memory()
 
@@ -254,12 +306,13 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     def checkpoint():
         save_checkpoint(out / "checkpoints" / f"ckpt_{step:07d}.safetensors", model=denoiser, ema_model=ema.model,
                         optimizer=optimizer, step=step, images_seen=images_seen, config=cfg.to_dict(),
-                        class_names=class_names, data_generator=gen, elapsed=elapsed_before + (time.time() - t0))
+                        class_names=class_names, data_generator=gen, elapsed=elapsed_before + (time.time() - t0),
+                        extra=extra_meta)
         prune_checkpoints(out, KEEP_CHECKPOINTS)
 
     def sample_grid(name: str):
         ema.model.eval()
-        imgs, nrow = draw_samples(ema.model, cfg, t_cfg.sample_n, t_cfg.sample_steps, len(class_names), text_table)
+        imgs, nrow = draw_samples(ema.model, cfg, t_cfg.sample_n, t_cfg.sample_steps, len(class_names), text_table, src)
         grid = make_grid(imgs, nrow=nrow, scale=max(1, 128 // cfg.model.image_size))
         atomic_save(Image.fromarray(grid), out / "samples" / f"{name}.png")
 
@@ -277,6 +330,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     old_handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
 
     losses: list[float] = []
+    small_fd = None
     t0 = time.time()
     t_last, imgs_last = t0, images_seen
     steps_this_call = 0
@@ -329,6 +383,10 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
             if t_cfg.val_every and len(val_idx) and step % t_cfg.val_every == 0:
                 rec = validation_loss(ema.model, val_src, cfg, device, bf16)
                 log_metrics({"step": step, **rec})
+            if t_cfg.fd_every and len(val_idx) >= 2 and step % t_cfg.fd_every == 0:
+                small_fd = small_fd or SmallFD(val_src, cfg, text_table)
+                ema.model.eval()
+                log_metrics({"step": step, "fd_effnet_small": small_fd(ema.model), "fd_n": t_cfg.fd_n})
             if t_cfg.sample_every and step % t_cfg.sample_every == 0:
                 sample_grid(f"step_{step:07d}")
             if step % t_cfg.ckpt_every == 0:
@@ -371,6 +429,10 @@ def write_plots(out: Path):
               "held-out loss (fixed sigmas)": [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]}
     if any(series.values()):
         plot_curves(series, out / "loss.png", title=f"{out.name}: EDM loss")
+    fd = [(r["step"], r["fd_effnet_small"]) for r in recs if "fd_effnet_small" in r]
+    if fd:
+        n = next(r["fd_n"] for r in recs if "fd_n" in r)
+        plot_curves({f"FD-EffNet, {n} samples vs held-out": fd}, out / "fd.png", title=f"{out.name}: FD-EffNet during training")
     grids = sorted((out / "samples").glob("step_*.png"))
     if (out / "samples" / "final.png").exists():
         grids.append(out / "samples" / "final.png")
