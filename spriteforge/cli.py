@@ -274,6 +274,12 @@ def info(path: Path = typer.Argument(..., help="Run folder, checkpoint or weight
                    f"{n_params * 2 / 2**20:.1f} MB fp16), {cfg.model.in_channels} channels, {cfg.model.image_size}px")
         classes = json.loads(meta["class_names"])
         typer.echo(f"classes ({len(classes)}): {', '.join(classes) if classes else '(unconditional)'}")
+        for name, values in json.loads(meta.get("extra", "{}")).get("attribute_values", {}).items():
+            typer.echo(f"attribute {name}: {', '.join(values)}")
+        if cfg.model.control:
+            typer.echo(f"control maps: {', '.join(cfg.model.control)} ({cfg.model.control_channels} input channels)")
+        if cfg.model.text_encoder:
+            typer.echo(f"text encoder: {cfg.model.text_encoder}")
         if path.is_dir():
             for p in list_checkpoints(path):
                 typer.echo(f"  checkpoint {p.name}: {_mb(p)}")
@@ -332,6 +338,7 @@ def animate(
     from_dir: Optional[Path] = typer.Option(None, "--from", help="An earlier animate output to re-roll frames of or extend."),
     attr: list[str] = typer.Option([], "--attr", help="Attribute models: set one attribute, e.g. --attr palette=red (repeatable)."),
     pose_seq: Optional[Path] = typer.Option(None, "--pose-seq", help="Pose models: a pose JSON (file or folder, see docs) driving frame i with pose i; the frame count becomes the pose count."),
+    pose_template: bool = typer.Option(True, "--pose-template/--no-pose-template", help="Pose models of the built-in set without --pose-seq: follow the renderer's skeleton cycle of the requested action (off: the model draws the motion freely)."),
     pose_fit: bool = typer.Option(True, "--pose-fit/--no-pose-fit", help="Scale and place the pose sequence where the training bodies stand (off: use the file's coordinates, rescaled to the model size)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in --out."),
@@ -354,7 +361,8 @@ def animate(
                               lambda cb: run_animate(m, what, frames=frames, seed=seed, sampler=sampler, steps=steps,
                                                      cfg=cfg, negative_prompt=negative_prompt,
                                                      reroll=list(reroll) or None, base_frames=base, callback=cb,
-                                                     poses=poses, fit_poses=pose_fit, attrs=_parse_attrs(attr)))
+                                                     poses=poses, fit_poses=pose_fit, attrs=_parse_attrs(attr),
+                                                     pose_template=pose_template))
         imgs = clean(imgs, Cleanup(palette_colors, palette, alpha_threshold, remove_strays))
         anim_name = name or slug(what)
         export_animation(imgs, out, name=anim_name, columns=columns, padding=padding, duration_ms=duration_ms,

@@ -204,3 +204,17 @@ def test_cli_outpaint_keeps_the_moved_pixels_exactly(attr_model, tmp_path):
     assert p.returncode == 0, p.stderr
     result = np.array(Image.open(tmp_path / "grid" / "sample_0000.png"))
     assert np.array_equal(result[:, :12], sprite.permute(1, 2, 0).numpy()[:, 4:])
+
+
+def test_pose_template_follows_the_renderers_cycle(attr_model):
+    from spriteforge.animation.animate import template_poses
+    m = load_model(attr_model)
+    data = render_builtin(size=16, characters=3, actions=("jump",), directions=("left",))
+    mage = [i for i, d in enumerate(data.meta) if d["archetype"] == "mage"]
+    t = template_poses(m, "a mage jumping left", frames=6)
+    assert t.shape == (6, 18, 3) and np.allclose(t, np.array([data.meta[i]["pose"] for i in mage]))
+    assert template_poses(m, "a mage jumping left", frames=3).shape == (3, 18, 3)
+    assert template_poses(m, "a gold mage", frames=4) is None  # no action named: nothing to follow
+    a = animate(m, "a mage jumping left", frames=6, steps=2)
+    b = animate(m, "a mage jumping left", frames=6, steps=2, pose_template=False)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, b))

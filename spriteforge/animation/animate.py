@@ -48,6 +48,26 @@ def what_to_condition(model: LoadedModel, what: str) -> dict:
     return {}
 
 
+def template_poses(model: LoadedModel, what: str, frames: int, attrs: dict | None = None) -> np.ndarray | None:
+    """The built-in renderer's skeleton cycle for the requested action and direction, resampled to
+    `frames` frames: what a pose model trained on the built-in set draws when no --pose-seq is given.
+    None when the model takes no poses, was not trained on the built-in set, or no action is named."""
+    mc = model.config.model
+    if "pose" not in mc.control or mc.text_encoder or model.config.data.source != "builtin":
+        return None
+    from ..data.builtin import ACTION_FRAMES, make_characters, render_frame
+    vocab = model.attribute_values
+    want = {k: vocab[k][i] for k, i in zip(vocab, model.attribute_row(what, attrs).tolist()) if i >= 0}
+    action = want.get("action")
+    if action not in ACTION_FRAMES:
+        return None
+    specs = make_characters(model.config.data.builtin_characters, model.config.data.builtin_seed)
+    spec = next((s for s in specs if s.archetype == want.get("archetype")), specs[0])
+    n = ACTION_FRAMES[action]
+    cycle = [render_frame(spec, action, f, want.get("direction", "right"), mc.image_size)[1] for f in range(n)]
+    return np.stack([cycle[round(i * n / frames) % n] for i in range(frames)]).astype(np.float32)
+
+
 def load_frames(folder: Path) -> list[np.ndarray]:
     """The frames of an earlier `animate` output (its frames/ folder), in order."""
     files = sorted((folder / "frames").glob("*.png"), key=lambda p: int(re.findall(r"(\d+)\.png$", p.name)[0]))
@@ -59,7 +79,8 @@ def load_frames(folder: Path) -> list[np.ndarray]:
 def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampler: str = "dpmpp-2m",
             steps: int = 20, cfg: float = 2.0, negative_prompt: str = "", reroll: list[int] | None = None,
             base_frames: list[np.ndarray] | None = None, callback=None, bf16: bool = False,
-            poses: np.ndarray | None = None, fit_poses: bool = True, attrs: dict | None = None) -> list[np.ndarray]:
+            poses: np.ndarray | None = None, fit_poses: bool = True, attrs: dict | None = None,
+            pose_template: bool = True) -> list[np.ndarray]:
     """-> `frames` RGBA uint8 [H, W, 4] frames of one animation.
 
     With `base_frames` (an existing animation): `reroll` lists frame indices to generate anew, every
@@ -70,7 +91,9 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
     model frame by frame: frame i is drawn in pose i, and the frame count is the pose count. With
     `fit_poses` the sequence is first scaled and placed as a whole where the training data's bodies
     stand, so a performer filmed at any size drives a 32 px sprite. `attrs` ({"palette": "red"})
-    sets attributes of an attribute model explicitly, over what the prompt says.
+    sets attributes of an attribute model explicitly, over what the prompt says. With `pose_template`,
+    a pose model trained on the built-in set that gets no `poses` follows the renderer's skeleton
+    cycle of the requested action (`template_poses`); without it, it draws the motion freely.
     """
     if not model.config.model.frame_attention and frames > 1:
         raise ConfigError("this model was trained on single images; `animate` needs a frame-set model "
@@ -78,6 +101,9 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
     sc = SampleConfig(n=1, frames=frames, seed=seed, sampler=sampler, steps=steps, cfg=cfg,
                       negative_prompt=negative_prompt, **what_to_condition(model, what))
     control = None
+    if poses is None and pose_template and base_frames is None:
+        poses = template_poses(model, what, frames, attrs)
+        fit_poses = False  # the renderer's skeletons are already where the training bodies stand
     if poses is not None:
         from ..data.conditions import fit_poses as fit, pose_control
         poses = np.asarray(poses, dtype=np.float32)

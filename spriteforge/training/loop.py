@@ -249,11 +249,11 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     if len(data) < 2:
         raise ConfigError(f"the data has {len(data)} image(s); at least 2 are needed to train")
     cfg = resolve_model_config(cfg, data)
-    if resume:  # the run's own config wins over the command line for everything but the budget
+    if resume:  # the run's own config wins over the command line for everything but the budget and threads
         meta = read_metadata(ckpt_path)  # the config only; the tensors are loaded once, below
         saved = RunConfig.from_dict(json.loads(meta["config"]))
         cfg = replace(saved, train=replace(saved.train, steps=t_cfg.steps or saved.train.steps,
-                                           minutes=t_cfg.minutes))
+                                           minutes=t_cfg.minutes, threads=t_cfg.threads))  # threads: this machine's choice
         t_cfg = cfg.train
     (out / "config.yaml").write_text(cfg.to_yaml())
     train_idx, val_idx = split_validation(data, t_cfg.val_fraction, t_cfg.seed, by_animation=bool(t_cfg.frames))
