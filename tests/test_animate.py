@@ -108,3 +108,20 @@ def test_animate_cli_writes_the_export_bundle(frame_model, tmp_path):
     assert len(colours) <= 8  # one shared palette over all frames
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode != 0 and "Traceback" not in p.stderr and "overwrite" in (p.stderr + p.stdout)
+
+
+def test_bundled_model_ships_and_animates(tmp_path):
+    from spriteforge.pipeline import BUILTIN_MODEL
+    assert BUILTIN_MODEL.stat().st_size <= 20 * 2**20  # the limit: <= 20 MB
+    m = load_model("builtin")
+    assert m.config.model.frame_attention and m.config.model.control == ("pose",)
+    assert set(m.attribute_values) == {"archetype", "palette", "accessory", "action", "direction"}
+    out = tmp_path / "walk"
+    p = subprocess.run([sys.executable, "-m", "spriteforge.cli", "animate", "builtin",
+                        "a red knight with a shield walking right", "--frames", "8", "--steps", "4", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    sheet = np.array(Image.open(out / "sheet.png"))
+    assert sheet.shape == (32, 8 * 32, 4)
+    alpha = sheet[..., 3].reshape(32, 8, 32).transpose(1, 0, 2)
+    assert all(0.03 < (a > 127).mean() < 0.6 for a in alpha)  # every frame has a sprite on a transparent ground

@@ -131,6 +131,7 @@ def export_weights(ckpt: str | Path, out: str | Path, dtype: str = "fp16") -> Pa
     torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     out_t = {f"ema.{k}": (v.to(torch_dtype) if v.is_floating_point() else v) for k, v in ema.items()}
     meta_out = {"format": WEIGHTS_FORMAT, "version": __version__, "step": meta["step"], "config": meta["config"],
-                "class_names": meta["class_names"], "dtype": dtype, "extra": meta.get("extra", "{}")}
+                "class_names": meta["class_names"], "dtype": dtype, "extra": meta.get("extra", "{}"),
+                "images_seen": meta.get("images_seen", "?"), "elapsed": meta.get("elapsed", "0")}
     atomic_save_file(out_t, Path(out), meta_out)
     return Path(out)
