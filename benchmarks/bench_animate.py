@@ -118,7 +118,7 @@ def main():
     ap.add_argument("--what", default=None, help="prompt (text models) or class name (class models); default: "
                                                    "'a red knight walking right' / the first class")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast while sampling")
-    ap.add_argument("--out", default="benchmarks/results/animate.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "animate.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_start = load_avg()

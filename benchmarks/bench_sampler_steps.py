@@ -38,7 +38,7 @@ def main():
     ap.add_argument("--sampler", default="dpmpp-2m")
     ap.add_argument("--n", type=int, default=256, help="samples per step count")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/results/sampler_steps.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sampler_steps.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
