@@ -13,7 +13,7 @@ Steps (one function each, in `main`):
    the real reference set for the metrics, both trainers get exactly the other 90 %.
 2. training, each trainer in its own child process (this script re-invoked with `--role`), so that
    each child's peak RSS (getrusage ru_maxrss) is its trainer's alone:
-   * ours: `spriteforge.training.loop.train` with the default config (preset small, EDM, bf16 autocast,
+   * ours: `spriteforge.training.loop.train` with the default config (preset tiny, EDM, bf16 autocast,
      batch 32, EMA) and a `--minutes` budget. Changed from the defaults, none of which changes the
      optimisation: in-loop progress grids and validation off (the recipe does none inside its
      budget either; the final grid after the budget is still drawn), no validation hold-out (so both
@@ -669,7 +669,7 @@ def results_markdown(r: dict) -> str:
         f"Data: {r['data']['train']} training images, {r['data']['held_out']} held out "
         f"({r['data']['channels']} channels, {r['data']['size']} px).",
         "",
-        "| training | ours (spriteforge `small`, EDM, bf16, batch 32) | recipe (diffusers tutorial, fp32, batch 16) | ours / recipe |",
+        f"| training | ours (spriteforge `{o.get('config', {}).get('preset', '?')}`, EDM, bf16, batch 32) | recipe (diffusers tutorial, fp32, batch 16) | ours / recipe |",
         "|---|---|---|---|",
         f"| parameters | {o.get('params', 0) / 1e6:.2f} M | {rc['params'] / 1e6:.1f} M | {_ratio(o.get('params'), rc['params'])} |",
         f"| optimizer steps in the budget | {o['steps']} | {rc['steps']} (lr reached {rc['final_lr']:.1e} of 1e-4) | |",
