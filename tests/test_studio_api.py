@@ -77,7 +77,7 @@ def test_gallery_lists_searches_gets_and_deletes(server):
     assert httpx.delete(f"{server.url}/api/v1/gallery/{made['id']}", timeout=30).status_code == 200
     r = get(server, f"/gallery/{made['id']}")
     assert r.status_code == 404 and made["id"] in r.json()["detail"]
-    assert get(server, "/models").json()["models"] == ["runs/tiny"]
+    assert get(server, "/models").json()["models"] == ["runs/tiny", "builtin"]  # workspace runs, then the bundled model
 
 
 def test_uploads_are_checked_and_usable_as_init_and_mask(server):
@@ -222,6 +222,6 @@ def test_auth_protects_the_api(tmp_path_factory):
         r = get(srv, "/models")
         assert r.status_code == 401 and "--auth" in r.json()["detail"]
         assert get(srv, "/models", auth=("ann", "wrong")).status_code == 401
-        assert get(srv, "/models", auth=("ann", "s3cret")).json() == {"models": []}
+        assert get(srv, "/models", auth=("ann", "s3cret")).json() == {"models": ["builtin"]}  # an empty workspace still offers the bundled model
     finally:
         srv.kill()
