@@ -130,8 +130,9 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
     seeded with `sc.seed`, so a seed means the same starting point on every device. `labels`
     (per-item class indices, -1 = none) overrides `sc.class_name`; `prompts` (one per item)
     overrides `sc.prompt`. An attribute model reads `sc.prompt` as attributes ("a red knight walking
-    right"), or takes `attributes` (int64 [N, K], -1 = unspecified) directly. Guidance (`sc.cfg`) contrasts the requested label/prompt with no label and
-    the negative prompt, in one batched call per step.
+    right"), or takes `attributes` (int64 [N, K], -1 = unspecified) directly. Guidance (`sc.cfg`)
+    contrasts the requested label/prompt/attributes with none of them and the negative prompt, in one
+    batched call per step.
 
     `known` (uint8 [N*F, C, H, W]) with `known_mask` ([N*F, 1, H, W], 1 = keep) fixes pixels or whole
     frames: see `keep_known`. Kept pixels come out exactly as given.
