@@ -53,7 +53,7 @@ def template_poses(model: LoadedModel, what: str, frames: int, attrs: dict | Non
     `frames` frames: what a pose model trained on the built-in set draws when no --pose-seq is given.
     None when the model takes no poses, was not trained on the built-in set, or no action is named."""
     mc = model.config.model
-    if "pose" not in mc.control or mc.text_encoder or model.config.data.source != "builtin":
+    if "pose" not in mc.control or not mc.attributes or mc.text_encoder or model.config.data.source != "builtin":
         return None
     from ..data.builtin import ACTION_FRAMES, make_characters, render_frame
     vocab = model.attribute_values
@@ -109,9 +109,9 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
         poses = np.asarray(poses, dtype=np.float32)
         if poses.ndim != 3 or poses.shape[1:] != (18, 3) or not len(poses):
             raise DataError(f"a pose sequence must be [F, 18, 3] keypoints, got {poses.shape}")
+        if "pose" in model.config.model.control and fit_poses and model.pose_box is not None:
+            poses = fit(poses, model.pose_box)
         control = pose_control(poses, model.config.model)  # raises if the model has no pose input
-        if fit_poses and model.pose_box is not None:
-            control = pose_control(fit(poses, model.pose_box), model.config.model)
         frames = len(poses)
         sc = replace(sc, frames=frames)
     known = mask = None
