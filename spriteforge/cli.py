@@ -241,12 +241,11 @@ def _parse_attrs(items: list[str]) -> dict[str, str]:
 
 def _load_poses(path: Path, model):
     """A pose JSON file/folder as [F, 18, 3] keypoints in the model's pixels."""
-    from .data.pose import load_pose_json, read_pose_json
-    size = model.shape[1]
+    from .data.pose import read_pose_json, rescale_pose
     seq = read_pose_json(path)
     if seq.width is None:  # no image size in the file: take the coordinates as the model's pixels
         return seq.keypoints
-    return load_pose_json(path, to_size=size, mode="fit")
+    return rescale_pose(seq.keypoints, (seq.width, seq.height), model.shape[1], mode="fit")
 
 
 def _with_progress(desc: str, total: int, fn):

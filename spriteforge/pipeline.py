@@ -37,14 +37,8 @@ class LoadedModel:
 
     @property
     def pose_box(self) -> list[float] | None:
-        """Where the training data's skeletons stand (see data.conditions.pose_box); recomputed for
-        built-in-set models saved before it was recorded."""
-        box = json.loads(self.meta.get("extra", "{}")).get("pose_box") if self.meta else None
-        if box is None and "pose" in self.config.model.control and self.config.data.source == "builtin":
-            from .data import load_dataset
-            from .data.conditions import pose_box
-            box = pose_box(load_dataset(self.config.data))
-        return box
+        """Where the training data's skeletons stand (see data.conditions.pose_box); pose models record it."""
+        return json.loads(self.meta.get("extra", "{}")).get("pose_box") if self.meta else None
 
     def attribute_row(self, prompt: str | None = None, attrs: dict | None = None) -> torch.Tensor:
         """int64 [K]: attributes read from a plain-English prompt, then overridden by explicit `attrs`."""

@@ -23,10 +23,8 @@ import numpy as np
 import torch
 
 from ..data.control import edge_map, edge_f1, silhouette_iou
-from ..data.conditions import control_maps
+from ..data.conditions import attribute_labels, control_maps
 from ..training.batches import control_input, group_animations
-
-ATTRS = ("archetype", "palette", "accessory", "action", "direction")
 
 
 def _scores(gen: torch.Tensor, real: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -59,8 +57,7 @@ def control_adherence(model, data, n_anims: int = 16, sample_cfg=None, seed: int
     res = {"with": ([], []), "without": ([], []), "floor": ([], [])}
     for k, idx in enumerate(picks):
         sub = data.subset(idx)
-        meta = data.meta[idx[0]]
-        attrs = torch.tensor([[vocab[a].index(str(meta[a])) if str(meta.get(a)) in vocab[a] else -1 for a in vocab]])
+        attrs = attribute_labels(sub.subset([0]), vocab)  # the animation's attributes, as one row
         ctl = control_input(control_maps(sub, mc.control))
         bsc = dataclasses.replace(sc, n=1, frames=len(idx) if mc.frame_attention else 1, seed=seed + k)
         for mode, c in (("with", ctl), ("without", None)):
