@@ -145,7 +145,9 @@ class TrainConfig:
     steps: int = 0                   # optimizer steps (0 = no step limit; then --minutes must be set)
     minutes: float = 0.0             # wall-clock budget in minutes (0 = no time limit)
     batch_size: int = 32             # images per optimizer step
-    frames: int = 0                  # frame-set training: sets of 2..frames frames of one animation (0 = single images)
+    frames: int = 0                  # frame-set training: sets of min_frames..frames frames of one animation (0 = single images)
+    min_frames: int = 2              # smallest frame set drawn (1 also trains single frames: better `sample` from an animation model)
+    init_from: str = ""              # fine-tune: start from this run folder, checkpoint, weights file or "builtin" (weights only)
     grad_accum: int = 1              # micro-batches per optimizer step
     lr: float = 2e-3                 # peak learning rate (AdamW)
     weight_decay: float = 0.0        # AdamW decoupled weight decay
@@ -173,6 +175,8 @@ class TrainConfig:
         _check(self.minutes >= 0, "train.minutes", f"must be >= 0, got {self.minutes}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.frames == 0 or 2 <= self.frames <= 16, "train.frames", f"must be 0 or in [2, 16], got {self.frames}")
+        _check(1 <= self.min_frames <= max(2, self.frames), "train.min_frames",
+               f"must be in [1, train.frames], got {self.min_frames}")
         _check(self.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {self.grad_accum}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")

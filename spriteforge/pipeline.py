@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,12 @@ class LoadedModel:
     text_table: object = None     # training's encoded captions (TextTable), reused by progress grids
     _text_cache: object = None
 
-    @property
+    @functools.cached_property
     def attribute_values(self) -> dict[str, list[str]]:
         """Vocabulary of each attribute the model is conditioned on (empty for other models)."""
         return json.loads(self.meta.get("extra", "{}")).get("attribute_values", {}) if self.meta else {}
 
-    @property
+    @functools.cached_property
     def pose_box(self) -> list[float] | None:
         """Where the training data's skeletons stand (see data.conditions.pose_box); pose models record it."""
         return json.loads(self.meta.get("extra", "{}")).get("pose_box") if self.meta else None

@@ -133,3 +133,48 @@ def test_small_fd_is_logged_and_plotted_during_training(tmp_path):
     fds = [r for r in recs if "fd_effnet_small" in r]
     assert [r["step"] for r in fds] == [2, 4] and all(r["fd_n"] == 8 and r["fd_effnet_small"] > 0 for r in fds)
     assert (tmp_path / "run" / "fd.png").exists()
+
+
+def test_init_from_starts_from_another_runs_weights(tmp_path):
+    data = tiny_imageset()
+    train(_cfg(steps=6), tmp_path / "base", data=data, quiet=True)
+    base = load_model(tmp_path / "base")
+    # zero steps of training are not possible, so stop after one step at a tiny learning rate: the
+    # EMA starts as the base run's EMA and moves by far less than a fresh initialisation differs
+    tuned = train(_cfg(steps=1, lr=1e-8, warmup_steps=0, init_from=str(tmp_path / "base")), tmp_path / "tuned",
+                  data=data, quiet=True)
+    assert tuned.step == 1                                  # a fresh step counter, not the base run's 6
+    fresh = train(_cfg(steps=1, lr=1e-8, warmup_steps=0), tmp_path / "fresh", data=data, quiet=True)
+    a, b, c = (load_model(tmp_path / n).denoiser.state_dict() for n in ("base", "tuned", "fresh"))
+    near = max((a[k] - b[k]).abs().max().item() for k in a)
+    far = max((a[k] - c[k]).abs().max().item() for k in a)
+    assert near < 1e-3 < far, (near, far)
+    assert RunConfig.load(tmp_path / "tuned" / "config.yaml").train.init_from == str(tmp_path / "base")
+
+
+def test_init_from_refuses_a_different_network_with_a_clear_error(tmp_path):
+    from spriteforge.config import ConfigError
+    data = tiny_imageset()
+    train(_cfg(steps=2), tmp_path / "base", data=data, quiet=True)
+    cfg = _cfg(steps=2, init_from=str(tmp_path / "base"))
+    cfg = RunConfig(data=cfg.data, model=ModelConfig(preset="small"), train=cfg.train)
+    with pytest.raises(ConfigError, match="init_from.*does not match"):
+        train(cfg, tmp_path / "other", data=data, quiet=True)
+    with pytest.raises(ConfigError, match="init_from.*no run folder or checkpoint"):
+        train(_cfg(steps=2, init_from=str(tmp_path / "missing")), tmp_path / "other2", data=data, quiet=True)
+
+
+def test_min_frames_one_trains_single_frames_of_a_frame_set_model():
+    from spriteforge.data.builtin import render_builtin
+    from spriteforge.training.batches import make_source, sample_batch
+    data = render_builtin(size=16, characters=2)
+    src = make_source(data, list(range(len(data))), None, True)
+    cfg = RunConfig(data=DataConfig(size=16), model=ModelConfig(preset="tiny", frame_attention=True),
+                    train=TrainConfig(steps=1, frames=4, min_frames=1))
+    gen = torch.Generator().manual_seed(0)
+    sizes = {sample_batch(src, 8, 4, cfg, gen, "cpu", min_frames=1)[2]["frames"] for _ in range(40)}
+    assert sizes == {1, 2, 3, 4}
+    gen = torch.Generator().manual_seed(0)
+    assert {sample_batch(src, 8, 4, cfg, gen, "cpu")[2]["frames"] for _ in range(40)} == {2, 3, 4}
+    with pytest.raises(Exception, match="train.min_frames"):
+        TrainConfig(frames=4, min_frames=5)

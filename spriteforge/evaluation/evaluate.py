@@ -153,7 +153,6 @@ def check_compatible(model, data: ImageSet, what: str):
 
 
 def _seeded_split(data: ImageSet) -> tuple[list[int], list[int]]:
-    from ..training.batches import group_animations
     groups = group_animations(data)
     covered = {i for g in groups for i in g}
     groups += [[i] for i in range(len(data)) if i not in covered]

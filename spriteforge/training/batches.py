@@ -73,10 +73,13 @@ def control_input(maps_u8: torch.Tensor) -> torch.Tensor:
     return maps_u8.float() / 255.0
 
 
-def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: torch.Generator, device):
-    """-> (y [B*F, C, H, W] in [-1, 1], sigma [B*F], cond kwargs for the network)."""
+def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: torch.Generator, device,
+                 min_frames: int = 2):
+    """-> (y [B*F, C, H, W] in [-1, 1], sigma [B*F], cond kwargs for the network). Frame-set mode draws
+    one set size F in [min_frames, max_frames] per batch."""
     if src.animations:
-        F = int(torch.randint(2, max_frames + 1, (1,), generator=gen)) if max_frames > 2 else 2
+        lo = min(min_frames, max_frames)
+        F = int(torch.randint(lo, max_frames + 1, (1,), generator=gen)) if max_frames > lo else max_frames
         pool = [a for a in src.animations if len(a) >= F] or src.animations
         n_sets = max(1, batch_size // F)
         picks = torch.randint(len(pool), (n_sets,), generator=gen).tolist()

@@ -55,6 +55,35 @@ class TrainResult:
     peak_rss_gb: float = 0.0     # peak resident memory of this process so far (Linux/macOS)
 
 
+def load_init_weights(spec: str, denoiser: EDMPrecond, ema: EMA, vocab: dict, class_names: list[str]) -> None:
+    """Fine-tuning (`train.init_from`): copy another model's weights into this run's network and EMA.
+    Only the weights: step, optimizer and learning-rate schedule start afresh. The other model must
+    have the same network and read its class and attribute labels the same way."""
+    from ..pipeline import resolve_checkpoint
+    from .checkpoint import CheckpointError
+    where = f"train.init_from={spec!r}"
+    try:
+        tensors, meta = load_checkpoint(resolve_checkpoint(spec))
+    except (CheckpointError, OSError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    theirs = json.loads(meta.get("extra", "{}")).get("attribute_values", {})
+    if theirs != vocab:
+        raise ConfigError(f"{where}: its attribute labels {theirs} differ from this data's {vocab}; "
+                          "the embeddings would mean different things")
+    if json.loads(meta.get("class_names", "[]")) != class_names:
+        raise ConfigError(f"{where}: its classes {json.loads(meta.get('class_names', '[]'))} differ from this "
+                          f"data's {class_names}")
+    ema_w = {k: v.float() if v.is_floating_point() else v for k, v in split(tensors, "ema").items()}
+    raw_w = {k: v.float() if v.is_floating_point() else v for k, v in split(tensors, "model").items()} or ema_w
+    try:  # a weights-only export has the EMA alone: then the network starts from the EMA too
+        denoiser.load_state_dict(raw_w)
+        ema.model.load_state_dict(ema_w)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{where}: its network does not match this run's model config ({first}); "
+                          "use the same model.* settings it was trained with") from None
+
+
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if resume:
@@ -290,6 +319,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
         restore_optimizer(optimizer, tensors, meta)
         restore_rng(tensors, gen)
         step, images_seen, elapsed_before = int(meta["step"]), int(meta["images_seen"]), float(meta["elapsed"])
+    elif t_cfg.init_from:
+        load_init_weights(t_cfg.init_from, denoiser, ema, vocab, list(data.class_names))
     n_params = count_parameters(net)
     class_names = list(data.class_names)
 
@@ -349,7 +380,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
             loss_acc = 0.0
             step_images = 0
             for _ in range(t_cfg.grad_accum):
-                y, sigma, cond = sample_batch(src, micro, t_cfg.frames, cfg, gen, device)
+                y, sigma, cond = sample_batch(src, micro, t_cfg.frames, cfg, gen, device, t_cfg.min_frames)
                 noise = torch.randn(y.shape, generator=gen).to(device)
                 with autocast(device, bf16):
                     loss = edm_loss(denoiser, y, sigma, noise, **cond).mean()
