@@ -38,7 +38,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -155,7 +154,7 @@ def main():
               "drift_ratio_palette": results["whole_sheet"]["palette_distance_mean"] /
               results["frame_set"]["palette_distance_mean"]}
     (args.out / "sheet_baseline.json").write_text(json.dumps(record, indent=2))
-    print(f"| model | identity dist. | palette dist. | seam (median) | motion | adherence (majority) |")
+    print("| model | identity dist. | palette dist. | seam (median) | motion | adherence (majority) |")
     print("|---|---|---|---|---|---|")
     for k, r in results.items():
         adh = ", ".join(f"{a} {v:.0%}" for a, v in r["adherence_majority"].items())

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from test_studio_support import StudioServer, kill_training, make_workspace, tiny_model, tiny_train_settings
+from test_studio_support import StudioServer, kill_training, make_workspace, serve_studio, tiny_model, tiny_train_settings
 
 httpx = pytest.importorskip("httpx", reason="the studio extra (gradio, httpx) is not installed")
 pytest.importorskip("gradio", reason="the studio extra (gradio) is not installed: pip install -e '.[test]'")
@@ -30,12 +30,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studio_api")
-    ws = make_workspace(root, tiny_model(tmp_path_factory.getbasetemp()))
-    srv = StudioServer(ws, root / "studio.log")
-    yield srv
-    srv.kill()
-    kill_training(ws)
+    yield from serve_studio(tmp_path_factory.mktemp("studio_api"), tmp_path_factory.getbasetemp())
 
 
 def post(srv, path, **kw):

@@ -10,7 +10,6 @@ model into the workspace for them).
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from test_studio_support import StudioServer, kill_training, make_workspace, tiny_model, tiny_train_settings
+from test_studio_support import serve_studio, tiny_train_settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,15 +39,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studio_browser")
-    ws = make_workspace(root, tiny_model(tmp_path_factory.getbasetemp()))
-    if os.environ.get("SPRITEFORGE_STUDIO_MODEL"):
-        (ws / "models").mkdir(parents=True, exist_ok=True)
-        shutil.copy(os.environ["SPRITEFORGE_STUDIO_MODEL"], ws / "models" / "sprites.safetensors")
-    srv = StudioServer(ws, root / "studio.log")
-    yield srv
-    srv.kill()
-    kill_training(ws)
+    yield from serve_studio(tmp_path_factory.mktemp("studio_browser"), tmp_path_factory.getbasetemp(),
+                            os.environ.get("SPRITEFORGE_STUDIO_MODEL"))
 
 
 @pytest.fixture(scope="module")

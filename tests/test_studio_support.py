@@ -119,3 +119,18 @@ def kill_training(workspace: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     except (OSError, ProcessLookupError):
         pass
+
+
+def serve_studio(root: Path, basetemp: Path, extra_model: str | None = None):
+    """Generator for a module fixture: a studio on a fresh workspace with the tiny model (and, if
+    given, another weights file as models/sprites.safetensors); killed, with its training, at the end."""
+    ws = make_workspace(root, tiny_model(basetemp))
+    if extra_model:
+        (ws / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copy(extra_model, ws / "models" / "sprites.safetensors")
+    srv = StudioServer(ws, root / "studio.log")
+    try:
+        yield srv
+    finally:
+        srv.kill()
+        kill_training(ws)
