@@ -1,43 +1,133 @@
+#!/usr/bin/env python
 """Attribute accuracy on combinations a model never saw: compositional generalisation (conditioning issue).
 
-For an attribute model of the built-in set: every (archetype, palette, accessory) combination that no
-training character has (`evaluation.evaluate.novel_prompts`, seeded), with a seeded action and
-direction, asked for as an 8-frame animation through `animate()` (20 DPM++ steps), once with the
-pose template and once without; each frame judged by the built-in adherence classifier; printed as
-the share of animations whose majority vote shows the requested value, and per frame.
+For an attribute model of the built-in set: (archetype, palette, accessory) combinations that no
+training character has (`evaluation.evaluate.novel_prompts`, seeded), each with a seeded action and
+direction, asked for as an 8-frame animation through `animate()` (20 DPM++ steps) at every
+requested setting (guidance scale x attribute guidance x pose template on/off). Each frame is
+judged by the built-in adherence classifier (`evaluation.adherence`: palette by the renderer's
+exact colours, the rest by a small CNN with its own held-out accuracy); an animation counts as
+showing an attribute when the majority of its frames do.
 
-    python benchmarks/bench_novel_attributes.py N CFGS [MODEL] [CHARACTERS]
-    python benchmarks/bench_novel_attributes.py 48 2,4                      # the bundled model (24 characters)
-    python benchmarks/bench_novel_attributes.py 48 2 runs/chars96 96         # a model trained on 96 characters
+The floor line: the renderer's own frames of the same requested characters, actions and
+directions, judged the same way (what a perfect model would score with this classifier).
 
-CHARACTERS must be the number the model was trained on (it defines which combinations are unseen).
-Prints one JSON line per (cfg, pose template) setting.
+    python benchmarks/bench_novel_attributes.py --model builtin --cfg 2,4
+    python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --cfg 2 --attr-guidance 0,1
+
+The characters a model was trained on come from its own config (`data.builtin_characters`), so
+"unseen" always means unseen by that model. Prints one JSON line per setting, writes them all to
+benchmarks/results/novel_attributes_<model name>.json and the first 12 animations of each setting
+to a PNG beside it (rows: requests; the floor first).
 """
 
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
 import json
+import os
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from spriteforge.animation.animate import animate
-from spriteforge.data.builtin import render_builtin
-from spriteforge.evaluation.adherence import load_classifier
-from spriteforge.evaluation.animation import animation_adherence
-from spriteforge.evaluation.evaluate import novel_prompts
-from spriteforge.pipeline import load_model
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
-n, cfgs = int(sys.argv[1]), [float(c) for c in sys.argv[2].split(",")]
-m = load_model(sys.argv[3] if len(sys.argv) > 3 else "builtin")
-data = render_builtin(size=32, characters=int(sys.argv[4]) if len(sys.argv) > 4 else 24)
-prompts = novel_prompts(data, n)
-vocab = m.attribute_values
-req = [{k: vocab[k][j] for k, j in zip(vocab, m.attribute_row(p).tolist()) if j >= 0} for p in prompts]
-clf = load_classifier(size=32)
-for cfg in cfgs:
-    for template in (True, False):
-        anims = [torch.from_numpy(np.stack(animate(m, p, frames=8, seed=i, cfg=cfg, pose_template=template)))
-                 .permute(0, 3, 1, 2) for i, p in enumerate(prompts)]
-        adh = animation_adherence(anims, req, clf)
-        print(json.dumps({"model": str(m.path), "cfg": cfg, "pose_template": template, "n": n,
-                          "majority": adh["majority"], "frame": adh["frame"]}), flush=True)
+from spriteforge.animation.animate import animate  # noqa: E402
+from spriteforge.data.builtin import ACTION_FRAMES, CharacterSpec, render_builtin, render_frame  # noqa: E402
+from spriteforge.evaluation.adherence import load_classifier  # noqa: E402
+from spriteforge.evaluation.animation import animation_adherence  # noqa: E402
+from spriteforge.evaluation.evaluate import novel_prompts  # noqa: E402
+from spriteforge.pipeline import load_model  # noqa: E402
+
+
+def floats(s: str) -> list[float]:
+    return [float(x) for x in s.split(",") if x]
+
+
+def real_animation(req: dict, frames: int) -> torch.Tensor:
+    """The renderer's frames of the requested character (no accessory if none was asked for)."""
+    spec = CharacterSpec(id=0, archetype=req["archetype"], palette=req["palette"],
+                         accessory=req.get("accessory", "none"))
+    n = ACTION_FRAMES[req["action"]]
+    imgs = [render_frame(spec, req["action"], round(i * n / frames) % n, req["direction"], 32)[0]
+            for i in range(frames)]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
+
+
+def sheet(anims: list[torch.Tensor], rows: int = 12) -> np.ndarray:
+    """Animations as rows of frames, composited on white, 2x nearest."""
+    rows = [torch.cat(list(a), dim=2) for a in anims[:rows]]           # [4, 32, 32*F]
+    x = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()                 # [H, W, 4]
+    bg = Image.new("RGBA", (x.shape[1], x.shape[0]), (255, 255, 255, 255))
+    bg.alpha_composite(Image.fromarray(x, "RGBA"))
+    return np.asarray(bg.convert("RGB").resize((x.shape[1] * 2, x.shape[0] * 2), Image.NEAREST))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="builtin")
+    p.add_argument("--n", type=int, default=48, help="animations per setting")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=floats, default=[2.0])
+    p.add_argument("--attr-guidance", type=floats, default=[0.0])
+    p.add_argument("--template", choices=("on", "off", "both"), default="on")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    m = load_model(args.model)
+    chars = m.config.data.builtin_characters
+    if m.config.data.source != "builtin" or not m.attribute_values:
+        sys.exit(f"{args.model}: not an attribute model of the built-in set")
+    data = render_builtin(size=32, characters=chars, seed=m.config.data.builtin_seed)
+    prompts = novel_prompts(data, args.n)
+    vocab = m.attribute_values
+    req = [{k: vocab[k][j] for k, j in zip(vocab, m.attribute_row(pr).tolist()) if j >= 0} for pr in prompts]
+    clf = load_classifier(size=32)
+    name = "builtin" if args.model == "builtin" else Path(args.model).name
+    out = args.out or HERE / "results" / f"novel_attributes_{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    floor_anims = [real_animation(r, args.frames) for r in req]
+    floor = animation_adherence(floor_anims, req, clf)
+    res = {"date": _dt.date.today().isoformat(), "model": str(m.path), "model_step": m.step,
+           "training_characters": chars, "n": args.n, "frames": args.frames, "steps": args.steps,
+           "threads": args.threads, "load_average_start": round(os.getloadavg()[0], 2),
+           "classifier_heldout_accuracy": floor["classifier_heldout_accuracy"],
+           "command": "python benchmarks/bench_novel_attributes.py " + " ".join(sys.argv[1:]),
+           "prompts": prompts,
+           "floor_renderer": {"majority": floor["majority"], "frame": floor["frame"]}, "settings": []}
+    print(json.dumps({"floor_renderer": floor["majority"]}), flush=True)
+    pictures = [sheet(floor_anims)]
+    templates = {"on": [True], "off": [False], "both": [True, False]}[args.template]
+    for cfg in args.cfg:
+        for ag in args.attr_guidance:
+            for template in templates:
+                t = time.time()
+                anims = [torch.from_numpy(np.stack(animate(m, pr, frames=args.frames, seed=i, steps=args.steps, cfg=cfg,
+                                                           pose_template=template, attr_guidance=ag)))
+                         .permute(0, 3, 1, 2) for i, pr in enumerate(prompts)]
+                adh = animation_adherence(anims, req, clf)
+                row = {"cfg": cfg, "attr_guidance": ag, "pose_template": template,
+                       "seconds_per_animation": round((time.time() - t) / len(prompts), 2),
+                       "majority": adh["majority"], "frame": adh["frame"]}
+                res["settings"].append(row)
+                print(json.dumps(row), flush=True)
+                pictures.append(sheet(anims))
+    res["load_average_end"] = round(os.getloadavg()[0], 2)
+    out.write_text(json.dumps(res, indent=2))
+    gap = np.full((pictures[0].shape[0], 16, 3), 255, np.uint8)
+    Image.fromarray(np.concatenate([x for pic in pictures for x in (pic, gap)][:-1], axis=1)).save(out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

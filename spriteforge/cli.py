@@ -111,6 +111,7 @@ def sample(
     out: Path = typer.Option(Path("grid.png"), "--out", help="Grid PNG to write; single images go to <out stem>/."),
     class_name: Optional[str] = typer.Option(None, "--class", help="Class name (class-conditional models)."),
     cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance scale (1 = off)."),
+    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help="Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). Slower: 2 + K model calls per step."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Caption to sample (text-conditional models)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="What guidance steers away from (text models)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Image-to-image: start from this image (SDEdit)."),
@@ -132,7 +133,7 @@ def sample(
         from .pipeline import generate, load_model
         from .runtime import pick_device
         sc = SampleConfig(sampler=sampler, steps=steps, n=n, seed=seed, cfg=cfg, class_name=class_name,
-                          prompt=prompt, negative_prompt=negative_prompt)
+                          prompt=prompt, negative_prompt=negative_prompt, attr_guidance=attr_guidance)
         singles = out.with_suffix("")
         if not overwrite and (out.exists() or (singles.exists() and any(singles.iterdir()))):
             raise FileExistsError(f"{out} (or {singles}/) already exists; pass --overwrite to replace it")
@@ -323,6 +324,7 @@ def animate(
     sampler: str = typer.Option("dpmpp-2m", "--sampler", help=f"One of: {', '.join(SAMPLERS)}."),
     cfg: float = typer.Option(2.0, "--cfg", help="Guidance scale (1 = off)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="What to steer away from (text models)."),
+    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help="Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). Slower: 2 + K model calls per step."),
     loop: bool = typer.Option(True, "--loop/--no-loop", help="Looping previews (frame phases are always cyclic)."),
     name: Optional[str] = typer.Option(None, "--name", help="Animation name for files and tags (default: from the prompt)."),
     columns: Optional[int] = typer.Option(None, "--columns", help="Sheet columns (default: one row up to 16 frames)."),
@@ -361,7 +363,7 @@ def animate(
                                                      cfg=cfg, negative_prompt=negative_prompt,
                                                      reroll=list(reroll) or None, base_frames=base, callback=cb,
                                                      poses=poses, fit_poses=pose_fit, attrs=_parse_attrs(attr),
-                                                     pose_template=pose_template))
+                                                     pose_template=pose_template, attr_guidance=attr_guidance))
         imgs = clean(imgs, Cleanup(palette_colors, palette, alpha_threshold, remove_strays))
         anim_name = name or slug(what)
         export_animation(imgs, out, name=anim_name, columns=columns, padding=padding, duration_ms=duration_ms,

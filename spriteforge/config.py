@@ -201,6 +201,7 @@ class SampleConfig:
     n: int = 16
     seed: int = 0
     cfg: float = 1.0                 # classifier-free guidance scale (1 = off)
+    attr_guidance: float = 0.0       # attribute models: extra guidance per requested attribute (0 = off; see sampling.guidance)
     class_name: str | None = None    # class to sample (needs a class-conditional model)
     prompt: str | None = None        # caption to sample (needs a text-conditional model)
     negative_prompt: str = ""        # what guidance steers away from (the unconditional branch)
@@ -212,6 +213,7 @@ class SampleConfig:
         _check(1 <= self.steps <= 10000, "--steps", f"must be in [1, 10000], got {self.steps}")
         _check(1 <= self.n <= 4096, "--n", f"must be in [1, 4096], got {self.n}")
         _check(self.cfg >= 0, "--cfg", f"must be >= 0, got {self.cfg}")
+        _check(self.attr_guidance >= 0, "--attr-guidance", f"must be >= 0, got {self.attr_guidance}")
         _check(1 <= self.frames <= 64, "--frames", f"must be in [1, 64], got {self.frames}")
         _check(self.prompt is None or len(self.prompt) <= 500, "--prompt", f"is {len(self.prompt or '')} characters; at most 500")
 

@@ -13,7 +13,7 @@ from .config import ConfigError, RunConfig, SampleConfig
 from .diffusion.edm import EDMPrecond
 from .models.unet import UNet
 from .runtime import autocast
-from .sampling.guidance import cfg_denoiser
+from .sampling.guidance import attribute_guidance_branches, cfg_denoiser, combined_denoiser
 from .sampling.samplers import DEFAULT_SCHEDULE, SAMPLERS
 from .sampling.schedules import get_sigmas
 from .training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, split
@@ -189,7 +189,10 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
         phase = (torch.arange(F, device=device) / F).repeat(n)
         for d in (cond, uncond):
             d.update(frames=F, frame_phase=phase)
-    den = cfg_denoiser(model.denoiser, sc.cfg if guided else 1.0, cond, uncond)
+    if sc.attr_guidance and mc.attributes and bool((attributes >= 0).any()):
+        den = combined_denoiser(model.denoiser, attribute_guidance_branches(cond, uncond, sc.cfg, sc.attr_guidance))
+    else:
+        den = cfg_denoiser(model.denoiser, sc.cfg if guided else 1.0, cond, uncond)
     if known is not None:
         known_x = to_model_range(known).to(device)
         mask = known_mask.to(device=device, dtype=known_x.dtype)

@@ -127,6 +127,17 @@ def test_attribute_prompt_steers_and_control_is_optional(attr_model):
         generate(m, sc, control=torch.zeros(4, 1, 16, 16))
 
 
+def test_attribute_guidance_samples_reproducibly_and_changes_the_result(attr_model):
+    m = load_model(attr_model)
+    sc = SampleConfig(n=2, frames=3, steps=2, cfg=2.0, seed=3, prompt="a red knight walking right")
+    plain = generate(m, sc)
+    guided = generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": 1.0}))
+    assert guided.shape == plain.shape and not torch.equal(guided, plain)
+    assert torch.equal(guided, generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": 1.0})))
+    with pytest.raises(ConfigError, match="--attr-guidance"):
+        SampleConfig(attr_guidance=-1)
+
+
 def test_pose_sequence_drives_the_frames(attr_model):
     m = load_model(attr_model)
     data = render_builtin(size=16, characters=1, actions=("jump",), directions=("right",))

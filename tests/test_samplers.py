@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from spriteforge.sampling.guidance import cfg_denoiser
+from spriteforge.sampling.guidance import attribute_guidance_branches, cfg_denoiser, combined_denoiser
 from spriteforge.sampling.samplers import (
     DEFAULT_SCHEDULE,
     SAMPLERS,
@@ -419,3 +419,26 @@ def test_cfg_inside_a_sampler():
     out = sample(guided, noise, "heun", steps=20, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
     cond = sample(model, noise, "heun", steps=20, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, extra_args={"mu": torch.ones(B)})
     assert out.mean() > cond.mean() > 0.5
+
+
+def test_attribute_guidance_is_cfg_plus_one_leave_one_out_term_per_requested_attribute():
+    def model(x, sigma, attributes):
+        # requested attribute k (value v >= 0) adds (v + 1) * 10**k; a dropped one (-1) adds nothing
+        v = ((attributes + 1).clamp(min=0) * 10.0 ** torch.arange(attributes.shape[1])).sum(1)
+        return x * 0 + v.view(-1, 1) + sigma.view(-1, 1)
+    att = torch.tensor([[2, -1, 0, -1], [1, 1, -1, -1]])   # column 3: nobody asked, no branch for it
+    none = torch.full_like(att, -1)
+    x, sigma = torch.zeros(2, 1), torch.tensor([0.5, 2.0])
+    scale, w = 2.0, 0.5
+    branches = attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, w)
+    assert len(branches) == 2 + 3 and abs(sum(b[0] for b in branches) - 1.0) < 1e-12
+    full, uncond = model(x, sigma, att), model(x, sigma, none)
+    want = uncond + scale * (full - uncond)
+    for k in range(3):
+        without = att.clone()
+        without[:, k] = -1
+        want = want + w * (full - model(x, sigma, without))
+    assert torch.allclose(combined_denoiser(model, branches)(x, sigma), want)
+    plain = cfg_denoiser(model, scale, {"attributes": att}, {"attributes": none})(x, sigma)
+    zero = combined_denoiser(model, attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, 0.0))
+    assert torch.allclose(zero(x, sigma), plain)

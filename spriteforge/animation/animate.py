@@ -80,7 +80,7 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
             steps: int = 20, cfg: float = 2.0, negative_prompt: str = "", reroll: list[int] | None = None,
             base_frames: list[np.ndarray] | None = None, callback=None, bf16: bool = False,
             poses: np.ndarray | None = None, fit_poses: bool = True, attrs: dict | None = None,
-            pose_template: bool = True) -> list[np.ndarray]:
+            pose_template: bool = True, attr_guidance: float = 0.0) -> list[np.ndarray]:
     """-> `frames` RGBA uint8 [H, W, 4] frames of one animation.
 
     With `base_frames` (an existing animation): `reroll` lists frame indices to generate anew, every
@@ -99,7 +99,7 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
         raise ConfigError("this model was trained on single images; `animate` needs a frame-set model "
                           "(train with --set train.frames=8, or use the bundled model: builtin)")
     sc = SampleConfig(n=1, frames=frames, seed=seed, sampler=sampler, steps=steps, cfg=cfg,
-                      negative_prompt=negative_prompt, **what_to_condition(model, what))
+                      attr_guidance=attr_guidance, negative_prompt=negative_prompt, **what_to_condition(model, what))
     control = None
     if poses is None and pose_template and base_frames is None:
         poses = template_poses(model, what, frames, attrs)

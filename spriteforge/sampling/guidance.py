@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["cfg_denoiser"]
+__all__ = ["cfg_denoiser", "attribute_guidance_branches", "combined_denoiser"]
 
 
 def cfg_denoiser(model: Callable, scale: float, cond_args: dict | None, uncond_args: dict | None) -> Callable:
@@ -40,7 +40,7 @@ def cfg_denoiser(model: Callable, scale: float, cond_args: dict | None, uncond_a
 
     def guided(x, sigma, **extra_args):
         B = x.shape[0]
-        args = batch_args({**extra_args, **cond_args}, {**extra_args, **uncond_args}, B)
+        args = batch_args([{**extra_args, **cond_args}, {**extra_args, **uncond_args}], B)
         out = model(torch.cat([x, x]), torch.cat([sigma, sigma]), **args)
         cond, uncond = out[:B], out[B:]
         return uncond + scale * (cond - uncond)
@@ -48,37 +48,77 @@ def cfg_denoiser(model: Callable, scale: float, cond_args: dict | None, uncond_a
     return guided
 
 
+def combined_denoiser(model: Callable, branches: list[tuple[float, dict]]) -> Callable:
+    """sum_i w_i * D(x; sigma | args_i) over `branches` = [(w_i, args_i), ...], all branches in one
+    batched call. Guidance of any kind is such a sum with weights adding up to 1 (for CFG:
+    scale * cond + (1 - scale) * uncond)."""
+    weights = [float(w) for w, _ in branches]
+
+    def combined(x, sigma, **extra_args):
+        B = x.shape[0]
+        args = batch_args([{**extra_args, **a} for _, a in branches], B)
+        out = model(torch.cat([x] * len(branches)), torch.cat([sigma] * len(branches)), **args)
+        return sum(w * out[i * B:(i + 1) * B] for i, w in enumerate(weights))
+
+    return combined
+
+
+def attribute_guidance_branches(cond: dict, uncond: dict, scale: float, attr_scale: float) -> list[tuple[float, dict]]:
+    """CFG plus attribute-wise guidance for attribute models (after Liu et al. 2022, "Compositional
+    Visual Generation with Composable Diffusion Models", with leave-one-out terms):
+
+        D = D_u + scale * (D_c - D_u) + attr_scale * sum_k (D_c - D_{c without attribute k})
+
+    Each term D_c - D_{c without k} is what attribute k alone adds to the full request, so a detail
+    the plain guidance washes out (a small accessory, a colour never seen with this body) is pushed
+    on its own. "Without k" sets column k of `cond["attributes"]` to -1 (dropped, as in training's
+    per-attribute dropout); for items that did not request k the term is zero. One call per step
+    on (2 + K) x the batch, K = the attributes any item requested."""
+    att = cond["attributes"]
+    asked = [k for k in range(att.shape[1]) if bool((att[:, k] >= 0).any())]
+    out = [(scale + attr_scale * len(asked), cond), (1.0 - scale, uncond)]
+    for k in asked:
+        without = att.clone()
+        without[:, k] = -1
+        out.append((-attr_scale, {**cond, "attributes": without}))
+    return out
+
+
 _MISSING = object()
 
 
-def batch_args(cond: dict, uncond: dict, batch_size: int) -> dict[str, Any]:
-    """Merge two keyword-argument dicts for one call on the doubled batch [cond; uncond].
+def batch_args(branches: list[dict], batch_size: int) -> dict[str, Any]:
+    """Merge the keyword-argument dicts of several branches for one call on the stacked batch
+    [branch 0; branch 1; ...].
 
-    Per key: tensors whose leading dim is `batch_size` in both are concatenated (cond first);
-    None in both passes through as None; values equal in both (non-batch tensors, ints, ...)
-    pass through once. Anything else cannot share one call and raises ValueError -- e.g. a label
-    tensor for cond but None for uncond: give the unconditional branch a tensor too (such as
-    the model's null-class index).
+    Per key: tensors whose leading dim is `batch_size` in every branch are concatenated in branch
+    order; None everywhere passes through as None; values equal in all branches (non-batch
+    tensors, ints, ...) pass through once. Anything else cannot share one call and raises
+    ValueError -- e.g. a label tensor for cond but None for uncond: give the unconditional branch a
+    tensor too (such as the model's null-class index).
     """
     merged = {}
-    for key in list(cond) + [k for k in uncond if k not in cond]:
-        c, u = cond.get(key, _MISSING), uncond.get(key, _MISSING)
-        if c is _MISSING or u is _MISSING:
-            raise ValueError(f"cfg: argument {key!r} is given for only one branch; pass it to both (None is allowed in both)")
-        if c is None and u is None:
+    keys = list(dict.fromkeys(k for b in branches for k in b))
+    for key in keys:
+        vals = [b.get(key, _MISSING) for b in branches]
+        if any(v is _MISSING for v in vals):
+            raise ValueError(f"guidance: argument {key!r} is not given for every branch; pass it to all "
+                             "(None is allowed in all)")
+        tensors = [isinstance(v, torch.Tensor) for v in vals]
+        if all(v is None for v in vals):
             merged[key] = None
-        elif isinstance(c, torch.Tensor) and isinstance(u, torch.Tensor):
-            if c.ndim >= 1 and u.ndim >= 1 and c.shape[0] == batch_size and u.shape[0] == batch_size:
-                merged[key] = torch.cat([c, u])
-            elif c.shape == u.shape and torch.equal(c, u):
-                merged[key] = c
+        elif all(tensors):
+            if all(v.ndim >= 1 and v.shape[0] == batch_size for v in vals):
+                merged[key] = torch.cat(vals)
+            elif all(v.shape == vals[0].shape and torch.equal(v, vals[0]) for v in vals):
+                merged[key] = vals[0]
             else:
-                raise ValueError(f"cfg: argument {key!r} has shapes {tuple(c.shape)} / {tuple(u.shape)}; "
-                                 f"need a leading batch dim of {batch_size} in both, or equal values")
-        elif not isinstance(c, torch.Tensor) and not isinstance(u, torch.Tensor) and c == u:
-            merged[key] = c
+                raise ValueError(f"guidance: argument {key!r} has shapes {[tuple(v.shape) for v in vals]}; "
+                                 f"need a leading batch dim of {batch_size} in every branch, or equal values")
+        elif not any(tensors) and all(v == vals[0] for v in vals):
+            merged[key] = vals[0]
         else:
-            raise ValueError(f"cfg: argument {key!r} differs between branches ({type(c).__name__} vs {type(u).__name__}) "
-                             f"and cannot be batched; use tensors with a leading batch dim in both "
-                             f"(for labels, a null-class index instead of None)")
+            raise ValueError(f"guidance: argument {key!r} differs between branches "
+                             f"({', '.join(type(v).__name__ for v in vals)}) and cannot be batched; use tensors with "
+                             f"a leading batch dim in all (for labels, a null-class index instead of None)")
     return merged
