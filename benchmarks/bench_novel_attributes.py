@@ -10,7 +10,10 @@ exact colours, the rest by a small CNN with its own held-out accuracy); an anima
 showing an attribute when the majority of its frames do.
 
 The floor line: the renderer's own frames of the same requested characters, actions and
-directions, judged the same way (what a perfect model would score with this classifier).
+directions, judged the same way (what a perfect model would score with this classifier). With the
+pose template the model is given the renderer's skeleton for every frame, so each generated frame
+is also compared with the renderer's frame of the requested character in that pose: silhouette IoU
+(alpha > 127), pose adherence on characters the model never saw.
 
     python benchmarks/bench_novel_attributes.py --model builtin --cfg 2,4
     python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --cfg 2 --attr-guidance 0,1
@@ -24,6 +27,7 @@ to a PNG beside it (rows: requests; the floor first).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -39,7 +43,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from spriteforge.animation.animate import animate  # noqa: E402
-from spriteforge.data.builtin import ACTION_FRAMES, CharacterSpec, render_builtin, render_frame  # noqa: E402
+from spriteforge.data.builtin import ACTION_FRAMES, make_characters, render_builtin, render_frame  # noqa: E402
+from spriteforge.data.control import silhouette_iou  # noqa: E402
 from spriteforge.evaluation.adherence import load_classifier  # noqa: E402
 from spriteforge.evaluation.animation import animation_adherence  # noqa: E402
 from spriteforge.evaluation.evaluate import novel_prompts  # noqa: E402
@@ -50,10 +55,12 @@ def floats(s: str) -> list[float]:
     return [float(x) for x in s.split(",") if x]
 
 
-def real_animation(req: dict, frames: int) -> torch.Tensor:
-    """The renderer's frames of the requested character (no accessory if none was asked for)."""
-    spec = CharacterSpec(id=0, archetype=req["archetype"], palette=req["palette"],
-                         accessory=req.get("accessory", "none"))
+def real_animation(req: dict, frames: int, chars: int, seed: int) -> torch.Tensor:
+    """The renderer's frames of the requested character (no accessory if none was asked for), with
+    the body of the training character whose skeleton the pose template uses (`template_poses`),
+    so that frame i is drawn in exactly the pose the model was given for frame i."""
+    body = next(s for s in make_characters(chars, seed) if s.archetype == req["archetype"])
+    spec = dataclasses.replace(body, palette=req["palette"], accessory=req.get("accessory", "none"))
     n = ACTION_FRAMES[req["action"]]
     imgs = [render_frame(spec, req["action"], round(i * n / frames) % n, req["direction"], 32)[0]
             for i in range(frames)]
@@ -96,7 +103,7 @@ def main():
     out = args.out or HERE / "results" / f"novel_attributes_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    floor_anims = [real_animation(r, args.frames) for r in req]
+    floor_anims = [real_animation(r, args.frames, chars, m.config.data.builtin_seed) for r in req]
     floor = animation_adherence(floor_anims, req, clf)
     res = {"date": _dt.date.today().isoformat(), "model": str(m.path), "model_step": m.step,
            "training_characters": chars, "n": args.n, "frames": args.frames, "steps": args.steps,
@@ -116,9 +123,12 @@ def main():
                                                            pose_template=template, attr_guidance=ag)))
                          .permute(0, 3, 1, 2) for i, pr in enumerate(prompts)]
                 adh = animation_adherence(anims, req, clf)
+                iou = [silhouette_iou(g[3].numpy() > 127, r[3].numpy() > 127)
+                       for a, f in zip(anims, floor_anims) for g, r in zip(a, f)]
                 row = {"cfg": cfg, "attr_guidance": ag, "pose_template": template,
                        "seconds_per_animation": round((time.time() - t) / len(prompts), 2),
-                       "majority": adh["majority"], "frame": adh["frame"]}
+                       "majority": adh["majority"], "frame": adh["frame"],
+                       "silhouette_iou_vs_renderer": round(float(np.mean(iou)), 4)}
                 res["settings"].append(row)
                 print(json.dumps(row), flush=True)
                 pictures.append(sheet(anims))
