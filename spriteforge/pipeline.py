@@ -189,7 +189,10 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
         phase = (torch.arange(F, device=device) / F).repeat(n)
         for d in (cond, uncond):
             d.update(frames=F, frame_phase=phase)
-    if sc.attr_guidance and mc.attributes and bool((attributes >= 0).any()):
+    if sc.attr_guidance and not mc.attributes:
+        raise ConfigError("`--attr-guidance`: this model has no attribute labels (train with --set model.attributes=...); "
+                          "use --cfg for its classes or prompts")
+    if sc.attr_guidance and bool((attributes >= 0).any()):
         den = combined_denoiser(model.denoiser, attribute_guidance_branches(cond, uncond, sc.cfg, sc.attr_guidance))
     else:
         den = cfg_denoiser(model.denoiser, sc.cfg if guided else 1.0, cond, uncond)

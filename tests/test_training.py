@@ -78,6 +78,9 @@ def test_sampling_is_deterministic_and_class_conditional(tmp_path):
         a, b = generate(m, sc), generate(m, sc)
         assert a.dtype == torch.uint8 and a.shape == (3, 4, 16, 16) and torch.equal(a, b)
         assert not torch.equal(a, generate(m, SampleConfig(n=3, steps=4, seed=8, sampler=sampler)))
+    from spriteforge.config import ConfigError
+    with pytest.raises(ConfigError, match="--attr-guidance.*no attribute labels"):
+        generate(m, SampleConfig(n=1, steps=2, class_name="c1", cfg=2.0, attr_guidance=1.0))
 
 
 def test_time_budget_stops_training(tmp_path):

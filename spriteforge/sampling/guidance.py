@@ -5,6 +5,9 @@
 `scale` is the paper's 1 + w: scale = 1 is the plain conditional model, scale = 0 the plain
 unconditional one, scale > 1 extrapolates away from the unconditional prediction. The wrapper
 is itself a denoiser, so it plugs into every sampler unchanged.
+
+Attribute models can add a term per requested attribute (`attribute_guidance_branches`); any such
+weighted sum of conditional predictions runs as one batched call (`combined_denoiser`).
 """
 
 from __future__ import annotations
