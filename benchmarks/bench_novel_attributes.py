@@ -42,8 +42,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from spriteforge.animation.animate import animate  # noqa: E402
-from spriteforge.data.builtin import ACTION_FRAMES, make_characters, render_builtin, render_frame  # noqa: E402
+from spriteforge.animation.animate import animate, template_character, template_frame_indices  # noqa: E402
+from spriteforge.data.builtin import render_builtin, render_frame  # noqa: E402
 from spriteforge.data.control import silhouette_iou  # noqa: E402
 from spriteforge.evaluation.adherence import load_classifier  # noqa: E402
 from spriteforge.evaluation.animation import animation_adherence  # noqa: E402
@@ -55,15 +55,14 @@ def floats(s: str) -> list[float]:
     return [float(x) for x in s.split(",") if x]
 
 
-def real_animation(req: dict, frames: int, chars: int, seed: int) -> torch.Tensor:
+def real_animation(model, req: dict, frames: int) -> torch.Tensor:
     """The renderer's frames of the requested character (no accessory if none was asked for), with
-    the body of the training character whose skeleton the pose template uses (`template_poses`),
-    so that frame i is drawn in exactly the pose the model was given for frame i."""
-    body = next(s for s in make_characters(chars, seed) if s.archetype == req["archetype"])
+    the body and cycle frames the pose template uses (`template_poses`), so that frame i is drawn
+    in exactly the pose the model was given for frame i."""
+    body = template_character(model, req["archetype"])
     spec = dataclasses.replace(body, palette=req["palette"], accessory=req.get("accessory", "none"))
-    n = ACTION_FRAMES[req["action"]]
-    imgs = [render_frame(spec, req["action"], round(i * n / frames) % n, req["direction"], 32)[0]
-            for i in range(frames)]
+    imgs = [render_frame(spec, req["action"], f, req["direction"], 32)[0]
+            for f in template_frame_indices(req["action"], frames)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
 
 
@@ -103,7 +102,7 @@ def main():
     out = args.out or HERE / "results" / f"novel_attributes_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    floor_anims = [real_animation(r, args.frames, chars, m.config.data.builtin_seed) for r in req]
+    floor_anims = [real_animation(m, r, args.frames) for r in req]
     floor = animation_adherence(floor_anims, req, clf)
     res = {"date": _dt.date.today().isoformat(), "model": str(m.path), "model_step": m.step,
            "training_characters": chars, "n": args.n, "frames": args.frames, "steps": args.steps,

@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                        "sample it, and export game-ready sprite sheets.")
 data_app = typer.Typer(no_args_is_help=True, help="Data tools: export the built-in sprite set, slice sheets.")
 app.add_typer(data_app, name="data")
+ATTR_GUIDANCE_HELP = ("Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). "
+                      "Slower: 2 + K model calls per step.")
 
 
 def _keys_epilog() -> str:
@@ -111,7 +113,7 @@ def sample(
     out: Path = typer.Option(Path("grid.png"), "--out", help="Grid PNG to write; single images go to <out stem>/."),
     class_name: Optional[str] = typer.Option(None, "--class", help="Class name (class-conditional models)."),
     cfg: float = typer.Option(1.0, "--cfg", help="Classifier-free guidance scale (1 = off)."),
-    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help="Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). Slower: 2 + K model calls per step."),
+    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help=ATTR_GUIDANCE_HELP),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Caption to sample (text-conditional models)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="What guidance steers away from (text models)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Image-to-image: start from this image (SDEdit)."),
@@ -324,7 +326,7 @@ def animate(
     sampler: str = typer.Option("dpmpp-2m", "--sampler", help=f"One of: {', '.join(SAMPLERS)}."),
     cfg: float = typer.Option(2.0, "--cfg", help="Guidance scale (1 = off)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="What to steer away from (text models)."),
-    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help="Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). Slower: 2 + K model calls per step."),
+    attr_guidance: float = typer.Option(0.0, "--attr-guidance", help=ATTR_GUIDANCE_HELP),
     loop: bool = typer.Option(True, "--loop/--no-loop", help="Looping previews (frame phases are always cyclic)."),
     name: Optional[str] = typer.Option(None, "--name", help="Animation name for files and tags (default: from the prompt)."),
     columns: Optional[int] = typer.Option(None, "--columns", help="Sheet columns (default: one row up to 16 frames)."),

@@ -16,7 +16,7 @@ from .runtime import autocast
 from .sampling.guidance import attribute_guidance_branches, cfg_denoiser, combined_denoiser
 from .sampling.samplers import DEFAULT_SCHEDULE, SAMPLERS
 from .sampling.schedules import get_sigmas
-from .training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, split
+from .training.checkpoint import CheckpointError, as_fp32, latest_checkpoint, load_checkpoint, split
 from .data.dataset import to_model_range, to_uint8
 
 
@@ -91,7 +91,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     tensors, meta = load_checkpoint(ckpt)
     cfg = RunConfig.from_dict(json.loads(meta["config"]), where=f"{ckpt} (embedded config)")
     net = UNet(cfg.model)
-    ema = {k: v.float() if v.is_floating_point() else v for k, v in split(split(tensors, "ema"), "net").items()}
+    ema = as_fp32(split(split(tensors, "ema"), "net"))
     missing, unexpected = net.load_state_dict(ema, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{ckpt}: weights do not match the embedded model config "

@@ -55,17 +55,31 @@ def template_poses(model: LoadedModel, what: str, frames: int, attrs: dict | Non
     mc = model.config.model
     if "pose" not in mc.control or not mc.attributes or mc.text_encoder or model.config.data.source != "builtin":
         return None
-    from ..data.builtin import ACTION_FRAMES, make_characters, render_frame
+    from ..data.builtin import ACTION_FRAMES, render_frame
     vocab = model.attribute_values
     want = {k: vocab[k][i] for k, i in zip(vocab, model.attribute_row(what, attrs).tolist()) if i >= 0}
     action = want.get("action")
     if action not in ACTION_FRAMES:
         return None
+    spec = template_character(model, want.get("archetype"))
+    direction = want.get("direction", "right")
+    return np.stack([render_frame(spec, action, f, direction, mc.image_size)[1]
+                     for f in template_frame_indices(action, frames)]).astype(np.float32)
+
+
+def template_character(model: LoadedModel, archetype: str | None):
+    """The training character whose skeleton the pose template uses: the model's first built-in
+    character of `archetype` (the first character if none is named)."""
+    from ..data.builtin import make_characters
     specs = make_characters(model.config.data.builtin_characters, model.config.data.builtin_seed)
-    spec = next((s for s in specs if s.archetype == want.get("archetype")), specs[0])
+    return next((s for s in specs if s.archetype == archetype), specs[0])
+
+
+def template_frame_indices(action: str, frames: int) -> list[int]:
+    """Which frames of the renderer's cycle of `action` the pose template uses for `frames` frames."""
+    from ..data.builtin import ACTION_FRAMES
     n = ACTION_FRAMES[action]
-    cycle = [render_frame(spec, action, f, want.get("direction", "right"), mc.image_size)[1] for f in range(n)]
-    return np.stack([cycle[round(i * n / frames) % n] for i in range(frames)]).astype(np.float32)
+    return [round(i * n / frames) % n for i in range(frames)]
 
 
 def load_frames(folder: Path) -> list[np.ndarray]:

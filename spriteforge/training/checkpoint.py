@@ -87,6 +87,11 @@ def split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+def as_fp32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point tensors in fp32 (weights files are fp16/bf16), others as they are."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
 def restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, str]):
     state: dict[int, dict] = {}
     for k, v in tensors.items():

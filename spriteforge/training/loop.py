@@ -32,7 +32,7 @@ from ..diffusion.edm import EDMPrecond, edm_loss
 from ..images import atomic_save, label, make_grid, plot_curves, save_gif
 from ..models.unet import UNet, count_parameters
 from ..runtime import autocast, pick_device, set_threads
-from .checkpoint import (latest_checkpoint, load_checkpoint, prune_checkpoints, read_metadata, restore_optimizer, restore_rng,
+from .checkpoint import (CheckpointError, as_fp32, latest_checkpoint, load_checkpoint, prune_checkpoints, read_metadata, restore_optimizer, restore_rng,
                          save_checkpoint, split)
 from .ema import EMA
 
@@ -60,7 +60,6 @@ def load_init_weights(spec: str, denoiser: EDMPrecond, ema: EMA, vocab: dict, cl
     Only the weights: step, optimizer and learning-rate schedule start afresh. The other model must
     have the same network and read its class and attribute labels the same way."""
     from ..pipeline import resolve_checkpoint
-    from .checkpoint import CheckpointError
     where = f"train.init_from={spec!r}"
     try:
         tensors, meta = load_checkpoint(resolve_checkpoint(spec))
@@ -73,8 +72,8 @@ def load_init_weights(spec: str, denoiser: EDMPrecond, ema: EMA, vocab: dict, cl
     if json.loads(meta.get("class_names", "[]")) != class_names:
         raise ConfigError(f"{where}: its classes {json.loads(meta.get('class_names', '[]'))} differ from this "
                           f"data's {class_names}")
-    ema_w = {k: v.float() if v.is_floating_point() else v for k, v in split(tensors, "ema").items()}
-    raw_w = {k: v.float() if v.is_floating_point() else v for k, v in split(tensors, "model").items()} or ema_w
+    ema_w = as_fp32(split(tensors, "ema"))
+    raw_w = as_fp32(split(tensors, "model")) or ema_w
     try:  # a weights-only export has the EMA alone: then the network starts from the EMA too
         denoiser.load_state_dict(raw_w)
         ema.model.load_state_dict(ema_w)
