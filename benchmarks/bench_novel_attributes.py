@@ -17,6 +17,11 @@ is also compared with the renderer's frame of the requested character in that po
 
     python benchmarks/bench_novel_attributes.py --model builtin --cfg 2,4
     python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --cfg 2 --attr-guidance 0,1
+    python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --requests seen   # the training combinations
+
+`--requests seen` asks for (archetype, palette, accessory) combinations the model WAS trained on (a
+seeded draw, with seeded actions and directions; results in novel_attributes_<name>_seen.json): the
+gap between the two says how much of a miss is composition and how much is drawing the detail at all.
 
 The characters a model was trained on come from its own config (`data.builtin_characters`), so
 "unseen" always means unseen by that model. Prints one JSON line per setting, writes them all to
@@ -47,7 +52,7 @@ from spriteforge.data.builtin import render_builtin, render_frame  # noqa: E402
 from spriteforge.data.control import silhouette_iou  # noqa: E402
 from spriteforge.evaluation.adherence import load_classifier  # noqa: E402
 from spriteforge.evaluation.animation import animation_adherence  # noqa: E402
-from spriteforge.evaluation.evaluate import novel_prompts  # noqa: E402
+from spriteforge.evaluation.evaluate import SPLIT_SEED, novel_prompts  # noqa: E402
 from spriteforge.pipeline import load_model  # noqa: E402
 
 
@@ -64,6 +69,24 @@ def real_animation(model, req: dict, frames: int) -> torch.Tensor:
     imgs = [render_frame(spec, req["action"], f, req["direction"], 32)[0]
             for f in template_frame_indices(req["action"], frames)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
+
+
+def seen_prompts(data, n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """Like `novel_prompts`, but for combinations the data has: n training characters' (archetype,
+    palette, accessory), each with a seeded action and direction, in a seeded order."""
+    from types import SimpleNamespace
+
+    from spriteforge.data.builtin import ACTIONS, DIRECTIONS, caption_for
+    combos = sorted({(m["archetype"], m["palette"], m["accessory"]) for m in data.meta})
+    g = torch.Generator().manual_seed(seed)
+    combos = [combos[i] for i in torch.randperm(len(combos), generator=g).tolist()]
+    out = []
+    for i in range(n):
+        a, p, x = combos[i % len(combos)]
+        action = ACTIONS[int(torch.randint(len(ACTIONS), (1,), generator=g))]
+        direction = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (1,), generator=g))]
+        out.append(caption_for(SimpleNamespace(archetype=a, palette=p, accessory=x), action, direction))
+    return out
 
 
 def sheet(anims: list[torch.Tensor], rows: int = 12) -> np.ndarray:
@@ -85,6 +108,8 @@ def main():
     p.add_argument("--attr-guidance", type=floats, default=[0.0])
     p.add_argument("--template", choices=("on", "off", "both"), default="on")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--requests", choices=("novel", "seen"), default="novel",
+                   help="combinations the model never saw (default) or ones it was trained on")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,18 +119,18 @@ def main():
     if m.config.data.source != "builtin" or not m.attribute_values:
         sys.exit(f"{args.model}: not an attribute model of the built-in set")
     data = render_builtin(size=32, characters=chars, seed=m.config.data.builtin_seed)
-    prompts = novel_prompts(data, args.n)
+    prompts = novel_prompts(data, args.n) if args.requests == "novel" else seen_prompts(data, args.n)
     vocab = m.attribute_values
     req = [{k: vocab[k][j] for k, j in zip(vocab, m.attribute_row(pr).tolist()) if j >= 0} for pr in prompts]
     clf = load_classifier(size=32)
     name = "builtin" if args.model == "builtin" else Path(args.model).name
-    out = args.out or HERE / "results" / f"novel_attributes_{name}.json"
+    out = args.out or HERE / "results" / f"novel_attributes_{name}{'_seen' if args.requests == 'seen' else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
     floor_anims = [real_animation(m, r, args.frames) for r in req]
     floor = animation_adherence(floor_anims, req, clf)
     res = {"date": _dt.date.today().isoformat(), "model": str(m.path), "model_step": m.step,
-           "training_characters": chars, "n": args.n, "frames": args.frames, "steps": args.steps,
+           "training_characters": chars, "requests": args.requests, "n": args.n, "frames": args.frames, "steps": args.steps,
            "threads": args.threads, "load_average_start": round(os.getloadavg()[0], 2),
            "classifier_heldout_accuracy": floor["classifier_heldout_accuracy"],
            "command": "python benchmarks/bench_novel_attributes.py " + " ".join(sys.argv[1:]),

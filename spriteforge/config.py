@@ -154,6 +154,7 @@ class TrainConfig:
     warmup_steps: int = 100          # linear learning-rate warmup
     lr_schedule: str = "constant"    # constant | cosine (cosine needs --steps)
     grad_clip: float = 1.0           # max global grad norm (0 = off)
+    detail_weight: float = 1.0       # loss weight of detail pixels (built-in set: what the accessory changes); 1 = off
     ema_halflife_images: float = 0.0 # EMA half-life in training images (EDM style); 0 = 50,000, capped early in a run by ema_warmup_ratio
     ema_warmup_ratio: float = 0.05   # EMA half-life grows with progress (EDM): min(halflife, ratio * images seen)
     bf16: bool = True                # bf16 autocast (CPU with AVX-512 bf16, or CUDA); weights stay fp32
@@ -183,6 +184,7 @@ class TrainConfig:
         _check(self.lr_schedule in ("constant", "cosine"), "train.lr_schedule", f"must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         _check(self.lr_schedule != "cosine" or self.steps > 0, "train.lr_schedule", "'cosine' needs --steps to know where the schedule ends")
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(self.detail_weight > 0, "train.detail_weight", f"must be > 0, got {self.detail_weight}")
         _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
         _check(0 <= self.val_fraction < 0.5, "train.val_fraction", f"must be in [0, 0.5), got {self.val_fraction}")
         _check(self.fd_every >= 0, "train.fd_every", f"must be >= 0, got {self.fd_every}")
@@ -191,6 +193,8 @@ class TrainConfig:
                f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
+ATTR_GUIDANCE_HELP = ("Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). "
+                      "Slower: 2 + K model calls per step.")
 SAMPLERS = ("euler", "heun", "dpmpp-2m", "euler-ancestral", "ddim", "ddpm")
 
 

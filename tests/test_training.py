@@ -181,3 +181,91 @@ def test_min_frames_one_trains_single_frames_of_a_frame_set_model():
     assert {sample_batch(src, 8, 4, cfg, gen, "cpu")[2]["frames"] for _ in range(40)} == {2, 3, 4}
     with pytest.raises(Exception, match="train.min_frames"):
         TrainConfig(frames=4, min_frames=5)
+
+
+def test_accessory_masks_mark_exactly_what_the_accessory_changes():
+    import dataclasses
+
+    from spriteforge.data.builtin import accessory_masks, make_characters, render_builtin, render_frame
+    from spriteforge.data.dataset import DataError
+    data = render_builtin(size=16, characters=6, actions=("attack",))
+    masks = accessory_masks(data, characters=6, seed=0)
+    assert masks.shape == (len(data), 1, 16, 16) and masks.dtype == torch.uint8
+    specs = {s.id: s for s in make_characters(6, 0)}
+    for i, m in enumerate(data.meta):
+        if m["accessory"] == "none":
+            assert masks[i].sum() == 0
+            continue
+        bare = render_frame(dataclasses.replace(specs[m["character"]], accessory="none"), m["action"], m["frame"],
+                            m["direction"], 16)[0]
+        changed = torch.from_numpy((data.images[i].permute(1, 2, 0).numpy() != bare).any(-1))
+        assert torch.equal(masks[i, 0].bool(), changed)
+    assert any(masks[i].sum() > 0 for i in range(len(data)))
+    with pytest.raises(DataError, match="not a frame of the built-in set with 2 characters"):
+        accessory_masks(data, characters=2, seed=0)
+
+
+def test_edm_loss_pixel_weight():
+    from spriteforge.diffusion.edm import EDMPrecond, edm_loss
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):  # any network: D's error is what gets weighted
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x, c_noise):
+            return self.conv(x)
+
+    den = EDMPrecond(Net())
+    y, noise, sigma = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.tensor([0.5, 2.0])
+    plain = edm_loss(den, y, sigma, noise)
+    assert torch.allclose(edm_loss(den, y, sigma, noise, pixel_weight=torch.ones(2, 1, 8, 8)), plain)
+    assert torch.allclose(edm_loss(den, y, sigma, noise, pixel_weight=torch.full((2, 1, 8, 8), 3.0)), 3 * plain)
+    w = torch.ones(2, 1, 8, 8)
+    w[:, :, :4] = 5.0  # only the top half counts more: the loss grows, but by less than 5x
+    weighted = edm_loss(den, y, sigma, noise, pixel_weight=w)
+    assert (weighted > plain).all() and (weighted < 5 * plain).all()
+
+
+def test_detail_weight_reaches_the_loss_and_leaves_other_batches_unchanged():
+    from spriteforge.data.builtin import accessory_masks, render_builtin
+    from spriteforge.data.dataset import to_model_range
+    from spriteforge.training.batches import make_source, sample_batch
+    data = render_builtin(size=16, characters=6, actions=("attack",))
+    detail = accessory_masks(data, 6, 0)
+    everything = list(range(len(data)))
+    for hflip in (False, True):
+        def cfg(w):
+            return RunConfig(data=DataConfig(size=16, hflip=hflip), model=ModelConfig(preset="tiny", frame_attention=True),
+                             train=TrainConfig(steps=1, frames=4, detail_weight=w))
+        plain = sample_batch(make_source(data, everything, None, True), 8, 4, cfg(1.0), torch.Generator().manual_seed(0), "cpu")
+        off = sample_batch(make_source(data, everything, None, True, detail=detail), 8, 4, cfg(1.0),
+                           torch.Generator().manual_seed(0), "cpu")
+        y, sigma, cond = sample_batch(make_source(data, everything, None, True, detail=detail), 8, 4, cfg(4.0),
+                                      torch.Generator().manual_seed(0), "cpu")
+        assert "pixel_weight" not in off[2] and torch.equal(off[0], plain[0]) and torch.equal(y, plain[0])
+        w = cond["pixel_weight"]
+        assert w.shape == (y.shape[0], 1, 16, 16) and set(w.unique().tolist()) <= {1.0, 4.0} and (w == 4).any()
+        # the weights follow their image, also when it is flipped: each frame's weight map is the mask of the
+        # data image it came from
+        images = to_model_range(data.images)
+        for b in range(y.shape[0]):
+            for flip in ((False, True) if hflip else (False,)):
+                yb = y[b].flip(-1) if flip else y[b]
+                hits = [i for i in range(len(data)) if torch.equal(images[i], yb)]
+                want = [1 + 3 * detail[i].float() for i in hits]
+                if any(torch.equal(w[b].flip(-1) if flip else w[b], m) for m in want):
+                    break
+            else:
+                raise AssertionError(f"frame {b}: its weight map is not its image's accessory mask")
+
+
+def test_detail_weight_needs_the_builtin_set(tmp_path):
+    from spriteforge.config import ConfigError
+    cfg = _cfg(steps=1, detail_weight=3.0)
+    cfg = RunConfig(data=DataConfig(source="my_sprites", size=16), model=cfg.model, train=cfg.train)
+    with pytest.raises(ConfigError, match="train.detail_weight=3 needs detail masks.*'my_sprites'"):
+        train(cfg, tmp_path / "run", data=tiny_imageset(), quiet=True)
+    with pytest.raises(Exception, match="train.detail_weight"):
+        TrainConfig(detail_weight=0)

@@ -45,10 +45,13 @@ def sample_sigma(n: int, cfg: DiffusionConfig, generator: torch.Generator | None
 
 
 def edm_loss(denoiser: EDMPrecond, y: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-             **cond) -> torch.Tensor:
-    """Per-sample EDM loss lambda(sigma) * mean_pixels (D(y + sigma n; sigma) - y)^2, shape [B]."""
+             pixel_weight: torch.Tensor | None = None, **cond) -> torch.Tensor:
+    """Per-sample EDM loss lambda(sigma) * mean_pixels w (D(y + sigma n; sigma) - y)^2, shape [B].
+    `pixel_weight` (broadcastable to y, e.g. [B, 1, H, W]; default 1 everywhere) makes some pixels
+    count more, e.g. the small details a character is recognised by (`train.detail_weight`)."""
     sd = denoiser.sigma_data
     s = sigma.reshape(-1, *([1] * (y.ndim - 1)))
     weight = (s ** 2 + sd ** 2) / (s * sd) ** 2
     D = denoiser(y + s * noise, sigma, **cond)
-    return (weight * (D - y) ** 2).flatten(1).mean(1)
+    err = (D - y) ** 2 if pixel_weight is None else pixel_weight * (D - y) ** 2
+    return (weight * err).flatten(1).mean(1)

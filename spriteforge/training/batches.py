@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.dataset import ImageSet, to_model_range
+from ..data.dataset import ImageSet, group_animations, to_model_range
 from ..diffusion.edm import sample_sigma
 
 
@@ -42,15 +42,6 @@ def build_text_table(captions: list[str], cache) -> TextTable:
     return TextTable(unique, tokens, mask.bool(), pooled)
 
 
-def group_animations(data: ImageSet) -> list[list[int]]:
-    """Image indices grouped by meta['animation'], each group sorted by meta['frame']."""
-    groups: dict[str, list[int]] = {}
-    for i, m in enumerate(data.meta):
-        if "animation" in m:
-            groups.setdefault(str(m["animation"]), []).append(i)
-    return [sorted(g, key=lambda i: data.meta[i]["frame"]) for _, g in sorted(groups.items())]
-
-
 def frame_phase(data: ImageSet) -> torch.Tensor:
     """Position of each image in its animation cycle, in [0, 1) (0 for still images)."""
     return torch.tensor([m["frame"] / m["num_frames"] if "num_frames" in m else 0.0 for m in data.meta])
@@ -66,6 +57,7 @@ class BatchSource:
     animations: list[list[int]] | None   # frame-set mode: groups of indices into `images`
     attributes: torch.Tensor | None = None  # [N, K] attribute indices (-1 = none)
     control: torch.Tensor | None = None     # uint8 [N, Cc, H, W] control maps
+    detail: torch.Tensor | None = None      # uint8 [N, 1, H, W] 1 = a detail pixel (loss weight train.detail_weight)
 
 
 def control_input(maps_u8: torch.Tensor) -> torch.Tensor:
@@ -75,8 +67,9 @@ def control_input(maps_u8: torch.Tensor) -> torch.Tensor:
 
 def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: torch.Generator, device,
                  min_frames: int = 2):
-    """-> (y [B*F, C, H, W] in [-1, 1], sigma [B*F], cond kwargs for the network). Frame-set mode draws
-    one set size F in [min_frames, max_frames] per batch."""
+    """-> (y [B*F, C, H, W] in [-1, 1], sigma [B*F], cond kwargs for `edm_loss`: the network's conditions,
+    plus `pixel_weight` [B*F, 1, H, W] when the data marks detail pixels and train.detail_weight != 1).
+    Frame-set mode draws one set size F in [min_frames, max_frames] per batch."""
     if src.animations:
         lo = min(min_frames, max_frames)
         F = int(torch.randint(lo, max_frames + 1, (1,), generator=gen)) if max_frames > lo else max_frames
@@ -100,6 +93,11 @@ def sample_batch(src: BatchSource, batch_size: int, max_frames: int, cfg, gen: t
         flip = (torch.rand(n_sets, generator=gen) < 0.5).repeat_interleave(F)
         y = torch.where(flip[:, None, None, None], y.flip(-1), y)
     cond: dict = {}
+    if src.detail is not None and cfg.train.detail_weight != 1:
+        w = 1 + (cfg.train.detail_weight - 1) * src.detail[idx].float()
+        if cfg.data.hflip:
+            w = torch.where(flip[:, None, None, None], w.flip(-1), w)
+        cond["pixel_weight"] = w.to(device)
     if cfg.model.num_classes:
         lab = src.labels[idx].clone()
         lab[(torch.rand(n_sets, generator=gen) < cfg.model.label_dropout).repeat_interleave(F)] = -1
@@ -142,7 +140,8 @@ def fixed_cond(src: BatchSource, idx: torch.Tensor, cfg, device) -> dict:
 
 
 def make_source(data: ImageSet, idx: list[int], text: TextTable | None, frame_sets: bool,
-                attributes: torch.Tensor | None = None, control: torch.Tensor | None = None) -> BatchSource:
+                attributes: torch.Tensor | None = None, control: torch.Tensor | None = None,
+                detail: torch.Tensor | None = None) -> BatchSource:
     """The training (or held-out) part `idx` of the data, with the conditions of all of `data`."""
     sub = data.subset(idx)
     caption_idx = None
@@ -152,4 +151,5 @@ def make_source(data: ImageSet, idx: list[int], text: TextTable | None, frame_se
     return BatchSource(sub.images, sub.labels, frame_phase(sub), caption_idx, text,
                        group_animations(sub) if frame_sets else None,
                        attributes[idx] if attributes is not None else None,
-                       control[idx] if control is not None else None)
+                       control[idx] if control is not None else None,
+                       detail[idx] if detail is not None else None)

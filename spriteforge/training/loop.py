@@ -25,9 +25,9 @@ from PIL import Image
 
 from ..config import ConfigError, RunConfig, SampleConfig
 from ..data import load_dataset
-from ..data.dataset import ImageSet, to_model_range
 from ..data.conditions import attribute_labels, attribute_vocab, control_maps, pose_box
-from .batches import build_text_table, control_input, fixed_cond, group_animations, make_source, sample_batch
+from ..data.dataset import ImageSet, group_animations, to_model_range
+from .batches import build_text_table, control_input, fixed_cond, make_source, sample_batch
 from ..diffusion.edm import EDMPrecond, edm_loss
 from ..images import atomic_save, label, make_grid, plot_curves, save_gif
 from ..models.unet import UNet, count_parameters
@@ -296,7 +296,14 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     attributes = attribute_labels(data, vocab) if vocab else None
     control = control_maps(data, cfg.model.control) if cfg.model.control else None
     extra_meta = {"attribute_values": vocab, **({"pose_box": pose_box(data)} if "pose" in cfg.model.control else {})}
-    src = make_source(data, train_idx, text_table, bool(t_cfg.frames), attributes, control)
+    detail = None
+    if t_cfg.detail_weight != 1:  # the built-in set knows which pixels its accessories change
+        if cfg.data.source != "builtin":
+            raise ConfigError(f"train.detail_weight={t_cfg.detail_weight:g} needs detail masks, which only the built-in "
+                              f"set has (its accessories' pixels); data.source is {cfg.data.source!r}")
+        from ..data.builtin import accessory_masks
+        detail = accessory_masks(data, cfg.data.builtin_characters, cfg.data.builtin_seed)
+    src = make_source(data, train_idx, text_table, bool(t_cfg.frames), attributes, control, detail)
     val_src = make_source(data, val_idx, text_table, False, attributes, control)
     if device.type == "cuda":
         src.images = src.images.pin_memory()
