@@ -9,15 +9,14 @@ from typing import Optional
 
 import typer
 
-from .config import (SAMPLERS, ConfigError, DataConfig, RunConfig, SampleConfig, apply_overrides, field_help)
+from .config import (ATTR_GUIDANCE_HELP, SAMPLERS, ConfigError, DataConfig, RunConfig, SampleConfig, apply_overrides,
+                     field_help)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="spriteforge: train a small diffusion model on your own sprites on a laptop CPU, "
                        "sample it, and export game-ready sprite sheets.")
 data_app = typer.Typer(no_args_is_help=True, help="Data tools: export the built-in sprite set, slice sheets.")
 app.add_typer(data_app, name="data")
-ATTR_GUIDANCE_HELP = ("Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). "
-                      "Slower: 2 + K model calls per step.")
 
 
 def _keys_epilog() -> str:

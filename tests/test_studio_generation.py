@@ -92,3 +92,19 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGBA", (8, 8), (1, 2, 3, 255)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_attribute_guidance_is_a_setting_the_gallery_keeps(studio):
+    """The bundled attribute model: attribute guidance changes the pixels, is recorded with the item
+    (JSON and A1111 text) and comes back on reproduce; a model without attributes says so."""
+    base = GenRequest(model="builtin", prompt="a red mage with a staff walking right", frames=2, steps=4, seed=3)
+    plain = studio.generator.run(base)
+    guided = studio.generator.run(GenRequest(**{**base.__dict__, "attr_guidance": 1.5}))
+    assert not np.array_equal(np.asarray(Image.open(plain.sheet)), np.asarray(Image.open(guided.sheet)))
+    again = studio.reproduce(guided.id)
+    assert again.attr_guidance == 1.5
+    assert "Attribute guidance: 1.5" in Image.open(guided.sheet).text["parameters"]
+    with pytest.raises(ConfigError, match="attr-guidance.*no attribute labels"):
+        studio.generator.run(GenRequest(model="runs/tiny", prompt="mage", frames=2, steps=2, attr_guidance=1.0))
+    with pytest.raises(StudioError, match="attr_guidance"):
+        GenRequest(attr_guidance=-1)

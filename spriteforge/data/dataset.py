@@ -49,6 +49,15 @@ class ImageSet:
                         self.labels[idx], list(self.class_names), [self.meta[i] for i in idx])
 
 
+def group_animations(data: ImageSet) -> list[list[int]]:
+    """Image indices grouped by meta['animation'], each group sorted by meta['frame']."""
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(data.meta):
+        if "animation" in m:
+            groups.setdefault(str(m["animation"]), []).append(i)
+    return [sorted(g, key=lambda i: data.meta[i]["frame"]) for _, g in sorted(groups.items())]
+
+
 def to_model_range(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 [0,255] -> float [-1,1]."""
     return images_u8.float().div(127.5).sub(1.0)

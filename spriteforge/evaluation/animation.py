@@ -382,7 +382,7 @@ def matched_real_animations(data, requested: list[dict], seed: int = 0) -> tuple
     the built-in set) showing what was requested: the same caption (prompt), class and built-in
     attributes where the data has them; a seeded random animation when nothing matches. Returns
     (animations, the real attributes restricted to the keys each request asked for)."""
-    from ..training.batches import group_animations
+    from ..data.dataset import group_animations
     groups = group_animations(data)
     if not groups:
         raise ValueError("the data has no animations (no meta['animation'])")

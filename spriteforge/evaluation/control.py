@@ -24,7 +24,8 @@ import torch
 
 from ..data.control import edge_map, edge_f1, silhouette_iou
 from ..data.conditions import attribute_labels, control_maps
-from ..training.batches import control_input, group_animations
+from ..data.dataset import group_animations
+from ..training.batches import control_input
 
 
 def _scores(gen: torch.Tensor, real: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -71,7 +71,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..training.batches import group_animations
+from ..data.dataset import group_animations
 from ..config import ConfigError, DataConfig, SampleConfig
 from ..data.dataset import DataError, ImageSet
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PRESETS, SAMPLERS
+from ..config import ATTR_GUIDANCE_HELP, PRESETS, SAMPLERS
 from ..data.dataset import DataError
 from ..training.checkpoint import CheckpointError
 from .generation import MAX_SEED, GenRequest
@@ -127,6 +127,8 @@ def build_ui(studio: Studio):
                         with gr.Row():
                             steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps", elem_id="steps")
                             cfg = gr.Slider(0, 10, 2.0, step=0.1, label="Guidance (cfg)", elem_id="cfg")
+                            attr_g = gr.Slider(0, 4, 0.0, step=0.1, label="Attribute guidance (attribute models)",
+                                               elem_id="attr-guidance", info=ATTR_GUIDANCE_HELP)
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed",
                                              scale=4)
@@ -215,17 +217,18 @@ def build_ui(studio: Studio):
                         t_sample = gr.Image(label="Latest sample grid", interactive=False, elem_id="train-sample", height=260)
                 timer = gr.Timer(2.0)
 
-        gen_inputs = [model, prompt, negative, frames, sampler, steps, cfg, seed, init, strength, mask, control,
+        gen_inputs = [model, prompt, negative, frames, sampler, steps, cfg, attr_g, seed, init, strength, mask, control,
                       palette, alpha]
 
         # ----------------------------------------------------------------- Generate handlers
-        def on_generate(model_, prompt_, negative_, frames_, sampler_, steps_, cfg_, seed_, init_, strength_,
+        def on_generate(model_, prompt_, negative_, frames_, sampler_, steps_, cfg_, attr_g_, seed_, init_, strength_,
                         mask_, control_, palette_, alpha_):
             try:
                 uploads = {k: (studio.upload(Path(v).read_bytes(), k) if v else None)
                            for k, v in (("init", init_), ("mask", mask_), ("control", control_))}
                 req = GenRequest(model=model_ or "", prompt=prompt_, negative_prompt=negative_, frames=frames_,
-                                 sampler=sampler_, steps=steps_, cfg=cfg_, seed=seed_ or 0, strength=strength_,
+                                 sampler=sampler_, steps=steps_, cfg=cfg_, attr_guidance=attr_g_ or 0.0,
+                                 seed=seed_ or 0, strength=strength_,
                                  palette_colors=palette_, alpha_threshold=alpha_, **uploads)
             except _USER_ERRORS as e:
                 raise ui_error(e) from None
@@ -311,7 +314,8 @@ def build_ui(studio: Studio):
                 gr.Warning(f"model {req.model} is not in this workspace any more")
             image = lambda rel: str(studio.workspace / rel) if rel else None  # noqa: E731
             return (gr.Dropdown(choices=sorted(set(names) | {req.model}), value=req.model), req.prompt,
-                    req.negative_prompt, req.frames, req.sampler, req.steps, req.cfg, req.seed, image(req.init),
+                    req.negative_prompt, req.frames, req.sampler, req.steps, req.cfg, req.attr_guidance, req.seed,
+                    image(req.init),
                     req.strength, image(req.mask), image(req.control), req.palette_colors, req.alpha_threshold,
                     gr.Tabs(selected="generate"), f"settings of `{item_id}` loaded: press Generate")
 

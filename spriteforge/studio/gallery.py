@@ -107,7 +107,8 @@ def format_parameters(s: dict) -> str:
              "Model step": s.get("model_step")}
     if s.get("init"):
         pairs["Denoising strength"] = s.get("strength")
-    for key, extra in (("Init image", "init"), ("Mask", "mask"), ("Control image", "control"),
+    for key, extra in (("Attribute guidance", "attr_guidance"), ("Init image", "init"), ("Mask", "mask"),
+                       ("Control image", "control"),
                        ("Palette colors", "palette_colors"), ("Alpha threshold", "alpha_threshold")):
         if s.get(extra):
             pairs[key] = s[extra]
@@ -152,7 +153,8 @@ def settings_from_parameters(p: dict) -> dict:
     return {"prompt": p.get("Prompt", ""), "negative_prompt": p.get("Negative prompt", ""),
             "steps": num("Steps", int, 20), "sampler": p.get("Sampler", "dpmpp-2m"), "cfg": num("CFG scale", float, 1.0),
             "seed": num("Seed", int, 0), "size": p.get("Size", ""), "model": p.get("Model", "?"),
-            "frames": num("Frames", int, 1), "strength": num("Denoising strength", float, 0.6)}
+            "frames": num("Frames", int, 1), "strength": num("Denoising strength", float, 0.6),
+            "attr_guidance": num("Attribute guidance", float, 0.0)}
 
 
 def read_png_settings(path: str | Path) -> dict:

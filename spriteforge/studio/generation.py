@@ -35,6 +35,7 @@ class GenRequest:
     sampler: str = "dpmpp-2m"
     steps: int = 20
     cfg: float = 2.0                 # classifier-free guidance scale (1 = off)
+    attr_guidance: float = 0.0       # attribute-wise guidance weight (attribute models; 0 = off; see --attr-guidance)
     seed: int = 0
     init: str | None = None          # workspace path of an init image (image-to-image)
     strength: float = 0.6            # with init: how much to change it, in (0, 1]
@@ -52,6 +53,7 @@ class GenRequest:
             raise StudioError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
         self.steps = check_range(self.steps, 1, MAX_STEPS, "steps")
         self.cfg = check_range(self.cfg, 0.0, 30.0, "cfg", float)
+        self.attr_guidance = check_range(self.attr_guidance, 0.0, 10.0, "attr_guidance", float)
         self.seed = check_range(self.seed, 0, MAX_SEED, "seed")
         self.strength = check_range(self.strength, 0.01, 1.0, "strength", float)
         self.palette_colors = check_range(self.palette_colors, 0, 256, "palette_colors")
@@ -141,7 +143,8 @@ class Generator:
             frames, inputs = self._with_image_inputs(req, m, callback)
         else:  # exactly what `spriteforge animate` does (pose templates for the built-in pose model included)
             frames, inputs = animate(m, req.prompt, frames=req.frames, seed=req.seed, sampler=req.sampler,
-                                     steps=req.steps, cfg=req.cfg, negative_prompt=req.negative_prompt,
+                                     steps=req.steps, cfg=req.cfg, attr_guidance=req.attr_guidance,
+                                     negative_prompt=req.negative_prompt,
                                      callback=callback), {}
         frames = clean(frames, Cleanup(req.palette_colors, None, req.alpha_threshold))
         settings = {**dataclasses.asdict(req), "size": f"{m.shape[2]}x{m.shape[1]}", "model_step": m.step,
@@ -155,7 +158,7 @@ class Generator:
         from ..pipeline import generate
         extra, inputs = self._image_inputs(req, m)
         sc = SampleConfig(n=1, frames=req.frames, seed=req.seed, sampler=req.sampler, steps=req.steps, cfg=req.cfg,
-                          negative_prompt=req.negative_prompt, **what_to_condition(m, req.prompt))
+                          attr_guidance=req.attr_guidance, negative_prompt=req.negative_prompt, **what_to_condition(m, req.prompt))
         out = generate(m, sc, callback=callback, **extra).permute(0, 2, 3, 1).numpy()
         if out.shape[-1] == 3:  # RGB models: opaque frames
             out = np.concatenate([out, np.full(out.shape[:-1] + (1,), 255, np.uint8)], axis=-1)
