@@ -61,11 +61,10 @@ def floats(s: str) -> list[float]:
 
 
 def real_animation(model, req: dict, frames: int) -> torch.Tensor:
-    """The renderer's frames of the requested character (no accessory if none was asked for), with
-    the body and cycle frames the pose template uses (`template_poses`), so that frame i is drawn
-    in exactly the pose the model was given for frame i."""
-    body = template_character(model, req["archetype"])
-    spec = dataclasses.replace(body, palette=req["palette"], accessory=req.get("accessory", "none"))
+    """The renderer's frames of the requested character, with the body, accessory and cycle frames the
+    pose template uses (`template_poses`; the template character's own accessory where none was asked
+    for), so that frame i is drawn in exactly the pose the model was given for frame i."""
+    spec = dataclasses.replace(template_character(model, req["archetype"], req.get("accessory")), palette=req["palette"])
     imgs = [render_frame(spec, req["action"], f, req["direction"], 32)[0]
             for f in template_frame_indices(req["action"], frames)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)

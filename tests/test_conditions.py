@@ -229,3 +229,13 @@ def test_pose_template_follows_the_renderers_cycle(attr_model):
     a = animate(m, "a mage jumping left", frames=6, steps=2)
     b = animate(m, "a mage jumping left", frames=6, steps=2, pose_template=False)
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
+    # the requested accessory shapes the motion: an attack with a sword is a slash, with a staff a cast
+    from spriteforge.data.builtin import render_frame
+    from spriteforge.animation.animate import template_character
+    arch = next(a for a in m.attribute_values["archetype"] if a != "slime")
+    one, two = [a for a in m.attribute_values["accessory"] if a in ("sword", "shield", "staff")][:2]
+    body = template_character(m, arch, one)
+    assert body.archetype == arch and body.accessory == one
+    first = template_poses(m, f"a {arch} attacking right", frames=4, attrs={"accessory": one})
+    second = template_poses(m, f"a {arch} attacking right", frames=4, attrs={"accessory": two})
+    assert np.allclose(first[0], render_frame(body, "attack", 0, "right", 16)[1]) and not np.allclose(first, second)

@@ -1,5 +1,7 @@
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -65,6 +67,9 @@ def test_checkpoints_pruned_and_stale_temp_file_is_harmless(tmp_path):
     train(_cfg(steps=20, ckpt_every=2), tmp_path / "run", data=data, quiet=True)
     ckpts = list_checkpoints(tmp_path / "run")
     assert len(ckpts) == 3 and ckpts[-1].name == "ckpt_0000020.safetensors"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(stat.S_IMODE(c.stat().st_mode) == 0o666 & ~umask for c in ckpts)  # not owner-only, like other files
     # a kill mid-save leaves only a hidden temp file behind; the last good checkpoint still loads
     (tmp_path / "run" / "checkpoints" / ".ckpt_0000022.safetensors.tmp").write_bytes(b"partial")
     assert load_model(tmp_path / "run").step == 20

@@ -61,18 +61,21 @@ def template_poses(model: LoadedModel, what: str, frames: int, attrs: dict | Non
     action = want.get("action")
     if action not in ACTION_FRAMES:
         return None
-    spec = template_character(model, want.get("archetype"))
+    spec = template_character(model, want.get("archetype"), want.get("accessory"))
     direction = want.get("direction", "right")
     return np.stack([render_frame(spec, action, f, direction, mc.image_size)[1]
                      for f in template_frame_indices(action, frames)]).astype(np.float32)
 
 
-def template_character(model: LoadedModel, archetype: str | None):
-    """The training character whose skeleton the pose template uses: the model's first built-in
-    character of `archetype` (the first character if none is named)."""
+def template_character(model: LoadedModel, archetype: str | None, accessory: str | None = None):
+    """The character whose skeleton the pose template uses: the model's first built-in character of
+    `archetype` (the first character if none is named), holding the requested `accessory` if one is
+    named, because the accessory shapes the motion (a sword slashes, a staff casts, a shield bashes
+    and is carried differently)."""
     from ..data.builtin import make_characters
     specs = make_characters(model.config.data.builtin_characters, model.config.data.builtin_seed)
-    return next((s for s in specs if s.archetype == archetype), specs[0])
+    spec = next((s for s in specs if s.archetype == archetype), specs[0])
+    return replace(spec, accessory=accessory) if accessory else spec
 
 
 def template_frame_indices(action: str, frames: int) -> list[int]:

@@ -37,6 +37,9 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates files owner-only; a shared model should be readable like any file
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
