@@ -272,5 +272,6 @@ def test_detail_weight_needs_the_builtin_set(tmp_path):
     cfg = RunConfig(data=DataConfig(source="my_sprites", size=16), model=cfg.model, train=cfg.train)
     with pytest.raises(ConfigError, match="train.detail_weight=3 needs detail masks.*'my_sprites'"):
         train(cfg, tmp_path / "run", data=tiny_imageset(), quiet=True)
+    assert not (tmp_path / "run").exists()  # refused before a run folder is made
     with pytest.raises(Exception, match="train.detail_weight"):
         TrainConfig(detail_weight=0)

@@ -71,9 +71,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data.dataset import group_animations
 from ..config import ConfigError, DataConfig, SampleConfig
-from ..data.dataset import DataError, ImageSet
+from ..data.dataset import DataError, ImageSet, group_animations
 
 MIN_IMAGES = 50
 SEEDED_FRACTION = 0.2

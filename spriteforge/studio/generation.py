@@ -158,7 +158,8 @@ class Generator:
         from ..pipeline import generate
         extra, inputs = self._image_inputs(req, m)
         sc = SampleConfig(n=1, frames=req.frames, seed=req.seed, sampler=req.sampler, steps=req.steps, cfg=req.cfg,
-                          attr_guidance=req.attr_guidance, negative_prompt=req.negative_prompt, **what_to_condition(m, req.prompt))
+                          attr_guidance=req.attr_guidance, negative_prompt=req.negative_prompt,
+                          **what_to_condition(m, req.prompt))
         out = generate(m, sc, callback=callback, **extra).permute(0, 2, 3, 1).numpy()
         if out.shape[-1] == 3:  # RGB models: opaque frames
             out = np.concatenate([out, np.full(out.shape[:-1] + (1,), 255, np.uint8)], axis=-1)

@@ -262,6 +262,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     t_cfg = cfg.train
     if not t_cfg.steps and not t_cfg.minutes:
         raise ConfigError("set a budget: `--steps N` and/or `--minutes M`")
+    if t_cfg.detail_weight != 1 and cfg.data.source != "builtin":
+        raise ConfigError(f"train.detail_weight={t_cfg.detail_weight:g} needs detail masks, which only the built-in "
+                          f"set has (its accessories' pixels); data.source is {cfg.data.source!r}")
     set_threads(t_cfg.threads)
     device = pick_device(t_cfg.device)
     bf16 = t_cfg.bf16 and device.type in ("cpu", "cuda")
@@ -298,9 +301,6 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool
     extra_meta = {"attribute_values": vocab, **({"pose_box": pose_box(data)} if "pose" in cfg.model.control else {})}
     detail = None
     if t_cfg.detail_weight != 1:  # the built-in set knows which pixels its accessories change
-        if cfg.data.source != "builtin":
-            raise ConfigError(f"train.detail_weight={t_cfg.detail_weight:g} needs detail masks, which only the built-in "
-                              f"set has (its accessories' pixels); data.source is {cfg.data.source!r}")
         from ..data.builtin import accessory_masks
         detail = accessory_masks(data, cfg.data.builtin_characters, cfg.data.builtin_seed)
     src = make_source(data, train_idx, text_table, bool(t_cfg.frames), attributes, control, detail)
