@@ -52,7 +52,7 @@ from spriteforge.data.builtin import render_builtin, render_frame  # noqa: E402
 from spriteforge.data.control import silhouette_iou  # noqa: E402
 from spriteforge.evaluation.adherence import load_classifier  # noqa: E402
 from spriteforge.evaluation.animation import animation_adherence  # noqa: E402
-from spriteforge.evaluation.evaluate import SPLIT_SEED, novel_prompts  # noqa: E402
+from spriteforge.evaluation.evaluate import novel_prompts, seen_prompts  # noqa: E402
 from spriteforge.pipeline import load_model  # noqa: E402
 
 
@@ -68,24 +68,6 @@ def real_animation(model, req: dict, frames: int) -> torch.Tensor:
     imgs = [render_frame(spec, req["action"], f, req["direction"], 32)[0]
             for f in template_frame_indices(req["action"], frames)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
-
-
-def seen_prompts(data, n: int, seed: int = SPLIT_SEED) -> list[str]:
-    """Like `novel_prompts`, but for combinations the data has: n training characters' (archetype,
-    palette, accessory), each with a seeded action and direction, in a seeded order."""
-    from types import SimpleNamespace
-
-    from spriteforge.data.builtin import ACTIONS, DIRECTIONS, caption_for
-    combos = sorted({(m["archetype"], m["palette"], m["accessory"]) for m in data.meta})
-    g = torch.Generator().manual_seed(seed)
-    combos = [combos[i] for i in torch.randperm(len(combos), generator=g).tolist()]
-    out = []
-    for i in range(n):
-        a, p, x = combos[i % len(combos)]
-        action = ACTIONS[int(torch.randint(len(ACTIONS), (1,), generator=g))]
-        direction = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (1,), generator=g))]
-        out.append(caption_for(SimpleNamespace(archetype=a, palette=p, accessory=x), action, direction))
-    return out
 
 
 def sheet(anims: list[torch.Tensor], rows: int = 12) -> np.ndarray:

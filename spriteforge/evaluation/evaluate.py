@@ -229,17 +229,12 @@ def prompt_requests(prompts: list[str], data: ImageSet | None, builtin: bool, wi
     return labels, requested
 
 
-def novel_prompts(data: ImageSet, n: int, seed: int = SPLIT_SEED) -> list[str]:
-    """Captions of built-in characters that are NOT in `data`: every (archetype, palette, accessory)
-    combination no training character has, with a seeded action and direction each, in a seeded
-    order. Asking an attribute model for these measures compositional generalisation (a colour with
-    an accessory never seen together)."""
+def combination_prompts(combos: list[tuple[str, str, str]], n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """n captions cycling through the (archetype, palette, accessory) `combos` in a seeded order, each
+    with a seeded action and direction."""
     from types import SimpleNamespace
 
-    from ..data.builtin import ACCESSORIES, ACTIONS, ARCHETYPES, DIRECTIONS, PALETTES, _SLIME_ACCESSORIES, caption_for
-    seen = {(m.get("archetype"), m.get("palette"), m.get("accessory")) for m in data.meta}
-    combos = [(a, p, x) for a in ARCHETYPES for p in PALETTES
-              for x in (_SLIME_ACCESSORIES if a == "slime" else ACCESSORIES) if (a, p, x) not in seen]
+    from ..data.builtin import ACTIONS, DIRECTIONS, caption_for
     g = torch.Generator().manual_seed(seed)
     combos = [combos[i] for i in torch.randperm(len(combos), generator=g).tolist()]
     out = []
@@ -249,6 +244,23 @@ def novel_prompts(data: ImageSet, n: int, seed: int = SPLIT_SEED) -> list[str]:
         direction = DIRECTIONS[int(torch.randint(len(DIRECTIONS), (1,), generator=g))]
         out.append(caption_for(SimpleNamespace(archetype=a, palette=p, accessory=x), action, direction))
     return out
+
+
+def novel_prompts(data: ImageSet, n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """Captions of built-in characters that are NOT in `data`: every (archetype, palette, accessory)
+    combination no training character has, with a seeded action and direction each, in a seeded
+    order. Asking an attribute model for these measures compositional generalisation (a colour with
+    an accessory never seen together)."""
+    from ..data.builtin import ACCESSORIES, ARCHETYPES, PALETTES, _SLIME_ACCESSORIES
+    seen = {(m.get("archetype"), m.get("palette"), m.get("accessory")) for m in data.meta}
+    combos = [(a, p, x) for a in ARCHETYPES for p in PALETTES
+              for x in (_SLIME_ACCESSORIES if a == "slime" else ACCESSORIES) if (a, p, x) not in seen]
+    return combination_prompts(combos, n, seed)
+
+
+def seen_prompts(data: ImageSet, n: int, seed: int = SPLIT_SEED) -> list[str]:
+    """Like `novel_prompts`, but for the combinations `data` has (the model's training characters)."""
+    return combination_prompts(sorted({(m["archetype"], m["palette"], m["accessory"]) for m in data.meta}), n, seed)
 
 
 def plan_requests(model, data: ImageSet, n: int, sc: SampleConfig, builtin: bool, novel: bool = False):
