@@ -302,3 +302,20 @@ def test_cli_eval_and_compare(tiny_run, tmp_path):
     assert code == 0 and (tmp_path / "c.png").is_file(), text
     code, text = _cli("compare", run, "--out", tmp_path / "c.png")
     assert code != 0 and "Traceback" not in text and "--overwrite" in text
+
+
+def test_novel_and_seen_prompts_split_the_combinations():
+    from spriteforge.data.builtin import ACCESSORIES, ARCHETYPES, PALETTES, render_builtin
+    from spriteforge.data.conditions import parse_attributes
+    from spriteforge.evaluation.evaluate import novel_prompts, seen_prompts
+    data = render_builtin(size=16, characters=6, actions=("idle",))
+    have = {(m["archetype"], m["palette"], m["accessory"]) for m in data.meta}
+    vocab = {"archetype": list(ARCHETYPES), "palette": list(PALETTES), "accessory": list(ACCESSORIES)}
+
+    def combo(prompt):
+        a = parse_attributes(prompt, vocab)
+        return a["archetype"], a["palette"], a.get("accessory", "none")
+    novel, seen = novel_prompts(data, 20), seen_prompts(data, 12)
+    assert novel == novel_prompts(data, 20) and seen == seen_prompts(data, 12)     # seeded
+    assert len(novel) == 20 and not {combo(p) for p in novel} & have
+    assert len(seen) == 12 and {combo(p) for p in seen} == have                   # 6 characters, each twice
