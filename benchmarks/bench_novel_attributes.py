@@ -17,11 +17,16 @@ is also compared with the renderer's frame of the requested character in that po
 
     python benchmarks/bench_novel_attributes.py --model builtin --cfg 2,4
     python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --cfg 2 --attr-guidance 0,1
+    python benchmarks/bench_novel_attributes.py --model builtin --n 96 --attr-guidance "0;action=2"   # guide the action only
     python benchmarks/bench_novel_attributes.py --model runs/builtin_v2 --requests seen   # the training combinations
 
 `--requests seen` asks for (archetype, palette, accessory) combinations the model WAS trained on (a
 seeded draw, with seeded actions and directions; results in novel_attributes_<name>_seen.json): the
 gap between the two says how much of a miss is composition and how much is drawing the detail at all.
+
+Each setting's line also lists the action mix-ups of its majority votes (`action_misreads`, e.g.
+"attack->walk": 2), and so does the floor's: a mix-up the renderer's own frames share is the
+classifier's, not the model's.
 
 The characters a model was trained on come from its own config (`data.builtin_characters`), so
 "unseen" always means unseen by that model. Prints one JSON line per setting, writes them all to
@@ -38,6 +43,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +53,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from spriteforge.config import format_attr_guidance, parse_attr_guidance  # noqa: E402
 from spriteforge.animation.animate import animate, template_character, template_frame_indices  # noqa: E402
 from spriteforge.data.builtin import render_builtin, render_frame  # noqa: E402
 from spriteforge.data.control import silhouette_iou  # noqa: E402
@@ -60,6 +67,13 @@ def floats(s: str) -> list[float]:
     return [float(x) for x in s.split(",") if x]
 
 
+def guidance_settings(s: str) -> list[float | str]:
+    """--attr-guidance: weights separated by commas ("0,1"), or settings separated by semicolons when
+    any names an attribute ("0;action=2;1,action=2"); each in `config.parse_attr_guidance`'s form."""
+    parts = s.split(";") if (";" in s or "=" in s) else s.split(",")
+    return [format_attr_guidance(parse_attr_guidance(x.strip())) for x in parts if x.strip()]
+
+
 def real_animation(model, req: dict, frames: int) -> torch.Tensor:
     """The renderer's frames of the requested character, with the body, accessory and cycle frames the
     pose template uses (`template_poses`; the template character's own accessory where none was asked
@@ -68,6 +82,13 @@ def real_animation(model, req: dict, frames: int) -> torch.Tensor:
     imgs = [render_frame(spec, req["action"], f, req["direction"], 32)[0]
             for f in template_frame_indices(req["action"], frames)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
+
+
+def misreads(adh: dict, req: list[dict], attr: str = "action") -> dict[str, int]:
+    """Which requested -> predicted mix-ups of `attr` the majority votes made: {"attack->walk": 3, ...}."""
+    got = adh["predicted_majority"].get(attr, [])
+    pairs = Counter(f"{r[attr]}->{g}" for r, g in zip(req, got) if attr in r and g != r[attr])
+    return dict(sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def sheet(anims: list[torch.Tensor], rows: int = 12) -> np.ndarray:
@@ -86,7 +107,8 @@ def main():
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=floats, default=[2.0])
-    p.add_argument("--attr-guidance", type=floats, default=[0.0])
+    p.add_argument("--attr-guidance", type=guidance_settings, default=[0.0],
+                   help='e.g. "0,1" or "0;action=2;1,action=2" (semicolons when a setting names attributes)')
     p.add_argument("--template", choices=("on", "off", "both"), default="on")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--requests", choices=("novel", "seen"), default="novel",
@@ -116,7 +138,8 @@ def main():
            "classifier_heldout_accuracy": floor["classifier_heldout_accuracy"],
            "command": "python benchmarks/bench_novel_attributes.py " + " ".join(sys.argv[1:]),
            "prompts": prompts,
-           "floor_renderer": {"majority": floor["majority"], "frame": floor["frame"]}, "settings": []}
+           "floor_renderer": {"majority": floor["majority"], "frame": floor["frame"],
+                              "action_misreads": misreads(floor, req)}, "settings": []}
     print(json.dumps({"floor_renderer": floor["majority"]}), flush=True)
     pictures = [sheet(floor_anims)]
     templates = {"on": [True], "off": [False], "both": [True, False]}[args.template]
@@ -132,7 +155,7 @@ def main():
                        for a, f in zip(anims, floor_anims) for g, r in zip(a, f)]
                 row = {"cfg": cfg, "attr_guidance": ag, "pose_template": template,
                        "seconds_per_animation": round((time.time() - t) / len(prompts), 2),
-                       "majority": adh["majority"], "frame": adh["frame"],
+                       "majority": adh["majority"], "frame": adh["frame"], "action_misreads": misreads(adh, req),
                        "silhouette_iou_vs_renderer": round(float(np.mean(iou)), 4)}
                 res["settings"].append(row)
                 print(json.dumps(row), flush=True)

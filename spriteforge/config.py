@@ -193,8 +193,61 @@ class TrainConfig:
                f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-ATTR_GUIDANCE_HELP = ("Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1). "
-                      "Slower: 2 + K model calls per step.")
+ATTR_GUIDANCE_HELP = ("Attribute models: extra guidance on each requested attribute on its own (0 = off; e.g. 1), "
+                      "or per attribute: 'action=2' (only action), '1,action=2' (1 for the others). "
+                      "Slower: one more model call per step for each guided attribute.")
+
+
+def parse_attr_guidance(value, flag: str = "--attr-guidance") -> dict[str, float]:
+    """An attribute-guidance setting -> {attribute name or "*": weight}.
+
+    A number (or its text) is one weight for every requested attribute: 1 -> {"*": 1.0}. Text may
+    also name attributes: "action=2" -> {"action": 2.0} (the others unguided), "0.5,action=2" ->
+    {"*": 0.5, "action": 2.0}. Weights are >= 0; which names a model knows is checked where the model
+    is (`attr_guidance_weights`)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"`{flag}` must be a number or 'name=weight,...', got {value!r}")
+    if isinstance(value, (int, float)):
+        parts = [str(value)]
+    elif isinstance(value, str):
+        parts = [x.strip() for x in value.split(",") if x.strip()] or ["0"]
+    else:
+        raise ConfigError(f"`{flag}` must be a number or 'name=weight,...', got {value!r}")
+    out: dict[str, float] = {}
+    for part in parts:
+        name, _, w = part.rpartition("=")
+        name = name.strip() or "*"
+        try:
+            weight = float(w)
+        except ValueError:
+            raise ConfigError(f"`{flag}`: {part!r} is not a weight; expected a number (e.g. 1) or name=number "
+                              "(e.g. action=2)") from None
+        _check(weight >= 0 and weight == weight and weight != float("inf"), flag,
+               f"weights must be finite and >= 0, got {part!r}")
+        _check(name not in out, flag, f"gives {name if name != '*' else 'the default weight'} twice in {value!r}")
+        out[name] = weight
+    return out
+
+
+def format_attr_guidance(weights: dict[str, float]) -> float | str:
+    """The inverse of `parse_attr_guidance`, in canonical form: a plain number when one weight covers
+    every attribute (0.0 = off), else "default,name=w,..." text (the default left out when 0)."""
+    named = {k: w for k, w in weights.items() if k != "*"}
+    default = weights.get("*", 0.0)
+    if not named or all(w == default for w in named.values()):
+        return float(default)
+    head = [f"{default:g}"] if default else []
+    return ",".join(head + [f"{k}={w:g}" for k, w in named.items()])
+
+
+def attr_guidance_weights(value, names: list[str] | tuple[str, ...], flag: str = "--attr-guidance") -> list[float]:
+    """Per attribute of a model (in `names`' order), its guidance weight under the setting `value`."""
+    weights = parse_attr_guidance(value, flag)
+    unknown = [k for k in weights if k != "*" and k not in names]
+    if unknown:
+        raise ConfigError(f"`{flag}`: {', '.join(map(repr, unknown))} is not an attribute of this model; "
+                          f"it has {', '.join(names) or 'no attributes'}")
+    return [weights.get(k, weights.get("*", 0.0)) for k in names]
 SAMPLERS = ("euler", "heun", "dpmpp-2m", "euler-ancestral", "ddim", "ddpm")
 
 
@@ -205,7 +258,8 @@ class SampleConfig:
     n: int = 16
     seed: int = 0
     cfg: float = 1.0                 # classifier-free guidance scale (1 = off)
-    attr_guidance: float = 0.0       # attribute models: extra guidance per requested attribute (0 = off; see sampling.guidance)
+    attr_guidance: float | str = 0.0  # attribute models: extra guidance per requested attribute (0 = off), or
+                                      # per attribute ("action=2"); see parse_attr_guidance and sampling.guidance
     class_name: str | None = None    # class to sample (needs a class-conditional model)
     prompt: str | None = None        # caption to sample (needs a text-conditional model)
     negative_prompt: str = ""        # what guidance steers away from (the unconditional branch)
@@ -217,7 +271,7 @@ class SampleConfig:
         _check(1 <= self.steps <= 10000, "--steps", f"must be in [1, 10000], got {self.steps}")
         _check(1 <= self.n <= 4096, "--n", f"must be in [1, 4096], got {self.n}")
         _check(self.cfg >= 0, "--cfg", f"must be >= 0, got {self.cfg}")
-        _check(self.attr_guidance >= 0, "--attr-guidance", f"must be >= 0, got {self.attr_guidance}")
+        self.attr_guidance = format_attr_guidance(parse_attr_guidance(self.attr_guidance))
         _check(1 <= self.frames <= 64, "--frames", f"must be in [1, 64], got {self.frames}")
         _check(self.prompt is None or len(self.prompt) <= 500, "--prompt", f"is {len(self.prompt or '')} characters; at most 500")
 

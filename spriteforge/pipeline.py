@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, RunConfig, SampleConfig
+from .config import ConfigError, RunConfig, SampleConfig, attr_guidance_weights
 from .diffusion.edm import EDMPrecond
 from .models.unet import UNet
 from .runtime import autocast
@@ -192,8 +192,9 @@ def generate(model: LoadedModel, sc: SampleConfig, callback=None, bf16: bool = F
     if sc.attr_guidance and not mc.attributes:
         raise ConfigError("`--attr-guidance`: this model has no attribute labels (train with --set model.attributes=...); "
                           "use --cfg for its classes or prompts")
-    if sc.attr_guidance and bool((attributes >= 0).any()):
-        den = combined_denoiser(model.denoiser, attribute_guidance_branches(cond, uncond, sc.cfg, sc.attr_guidance))
+    attr_w = attr_guidance_weights(sc.attr_guidance, list(mc.attributes)) if sc.attr_guidance else []
+    if any(attr_w) and bool((attributes >= 0).any()):
+        den = combined_denoiser(model.denoiser, attribute_guidance_branches(cond, uncond, sc.cfg, attr_w))
     else:
         den = cfg_denoiser(model.denoiser, sc.cfg if guided else 1.0, cond, uncond)
     if known is not None:

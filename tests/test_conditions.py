@@ -136,6 +136,12 @@ def test_attribute_guidance_samples_reproducibly_and_changes_the_result(attr_mod
     assert torch.equal(guided, generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": 1.0})))
     with pytest.raises(ConfigError, match="--attr-guidance"):
         SampleConfig(attr_guidance=-1)
+    # per attribute: guiding only the action is its own result, reproducible; a name the model lacks is refused
+    action = generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": "action=1"}))
+    assert not torch.equal(action, plain) and not torch.equal(action, guided)
+    assert torch.equal(action, generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": "0,action=1"})))
+    with pytest.raises(ConfigError, match="--attr-guidance.*'pose' is not an attribute of this model"):
+        generate(m, SampleConfig(**{**sc.__dict__, "attr_guidance": "pose=1"}))
 
 
 def test_pose_sequence_drives_the_frames(attr_model):

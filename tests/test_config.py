@@ -1,7 +1,8 @@
 import pytest
 
 from spriteforge.config import (ConfigError, DataConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig,
-                                apply_overrides, field_help)
+                                apply_overrides, attr_guidance_weights, field_help, format_attr_guidance,
+                                parse_attr_guidance)
 
 
 def test_round_trip_yaml_and_json(tmp_path):
@@ -52,3 +53,28 @@ def test_presets_resolve_and_help_covers_every_field():
     helps = field_help()
     assert "train.lr" in helps and helps["train.lr"][1]  # every field has its comment
     assert all(comment for key, (default, comment) in helps.items()), [k for k, v in helps.items() if not v[1]]
+
+
+def test_attribute_guidance_setting_parses_one_weight_or_named_weights():
+    assert parse_attr_guidance(1) == parse_attr_guidance("1") == {"*": 1.0}
+    assert parse_attr_guidance("action=2") == {"action": 2.0}
+    assert parse_attr_guidance(" 0.5, action = 2 ") == {"*": 0.5, "action": 2.0}
+    names = ("archetype", "palette", "accessory", "action", "direction")
+    assert attr_guidance_weights("action=2", names) == [0, 0, 0, 2.0, 0]
+    assert attr_guidance_weights("0.5,action=2", names) == [0.5, 0.5, 0.5, 2.0, 0.5]
+    assert attr_guidance_weights(1.0, names) == [1.0] * 5
+    # canonical form: a plain number when one weight covers all, so old settings stay floats
+    assert SampleConfig(attr_guidance="1").attr_guidance == 1.0
+    assert SampleConfig(attr_guidance="0,action=0").attr_guidance == 0.0
+    assert SampleConfig(attr_guidance=" action=2 ").attr_guidance == "action=2"
+    assert SampleConfig(attr_guidance="0.5,action=2").attr_guidance == "0.5,action=2"
+    for w in ({"*": 1.5}, {"action": 2.0}, {"*": 0.25, "accessory": 1.0, "action": 3.0}):
+        assert parse_attr_guidance(format_attr_guidance(w)) == w
+    with pytest.raises(ConfigError, match=r"--attr-guidance.*'actoin' is not an attribute.*archetype, palette"):
+        attr_guidance_weights("actoin=2", names)
+    with pytest.raises(ConfigError, match=r"--attr-guidance.*'action=x' is not a weight"):
+        SampleConfig(attr_guidance="action=x")
+    with pytest.raises(ConfigError, match=r"--attr-guidance.*>= 0.*'action=-1'"):
+        SampleConfig(attr_guidance="action=-1")
+    with pytest.raises(ConfigError, match=r"--attr-guidance.*action twice"):
+        SampleConfig(attr_guidance="action=1,action=2")

@@ -442,3 +442,29 @@ def test_attribute_guidance_is_cfg_plus_one_leave_one_out_term_per_requested_att
     plain = cfg_denoiser(model, scale, {"attributes": att}, {"attributes": none})(x, sigma)
     zero = combined_denoiser(model, attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, 0.0))
     assert torch.allclose(zero(x, sigma), plain)
+
+
+def test_attribute_guidance_weights_per_attribute():
+    """One weight per attribute column: a zero weight costs no branch, the others get their own
+    leave-one-out term; equal weights everywhere are the single-weight call, bit for bit."""
+    def model(x, sigma, attributes):
+        v = ((attributes + 1).clamp(min=0) * 10.0 ** torch.arange(attributes.shape[1])).sum(1)
+        return x * 0 + v.view(-1, 1) * (1 + sigma.view(-1, 1))
+    att = torch.tensor([[2, 0, 1], [1, 1, 0]])
+    none = torch.full_like(att, -1)
+    x, sigma = torch.zeros(2, 1), torch.tensor([0.5, 2.0])
+    scale, w = 2.0, [0.0, 3.0, 0.25]
+    branches = attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, w)
+    assert len(branches) == 2 + 2 and abs(sum(b[0] for b in branches) - 1.0) < 1e-12
+    full, uncond = model(x, sigma, att), model(x, sigma, none)
+    want = uncond + scale * (full - uncond)
+    for k in (1, 2):
+        without = att.clone()
+        without[:, k] = -1
+        want = want + w[k] * (full - model(x, sigma, without))
+    assert torch.allclose(combined_denoiser(model, branches)(x, sigma), want)
+    one = combined_denoiser(model, attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, 0.3))
+    each = combined_denoiser(model, attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, [0.3] * 3))
+    assert torch.equal(one(x, sigma), each(x, sigma))
+    with pytest.raises(ValueError, match="2 weights for 3 attributes"):
+        attribute_guidance_branches({"attributes": att}, {"attributes": none}, scale, [1.0, 1.0])

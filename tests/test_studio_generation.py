@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from spriteforge.config import ConfigError
-from spriteforge.studio.generation import GenRequest
+from spriteforge.studio.gallery import parse_parameters, settings_from_parameters
+from spriteforge.studio.generation import GenRequest, split_attr_guidance
 from spriteforge.studio.jobs import GenerationQueue
 from spriteforge.studio.safety import StudioError
 from spriteforge.studio.service import Studio
@@ -108,3 +109,11 @@ def test_attribute_guidance_is_a_setting_the_gallery_keeps(studio):
         studio.generator.run(GenRequest(model="runs/tiny", prompt="mage", frames=2, steps=2, attr_guidance=1.0))
     with pytest.raises(StudioError, match="attr_guidance"):
         GenRequest(attr_guidance=-1)
+    # per attribute (the slider's weight plus the text box's "name=w"): kept and restored the same way
+    named = studio.generator.run(GenRequest(**{**base.__dict__, "attr_guidance": "0.0,action=2"}))
+    back = studio.reproduce(named.id)
+    assert back.attr_guidance == "action=2" and split_attr_guidance(back.attr_guidance) == (0.0, "action=2")
+    assert 'Attribute guidance: action=2' in Image.open(named.sheet).text["parameters"]
+    assert settings_from_parameters(parse_parameters(Image.open(named.sheet).text["parameters"]))["attr_guidance"] == "action=2"
+    with pytest.raises(StudioError, match="attr_guidance action is 11.0"):
+        GenRequest(attr_guidance="action=11")

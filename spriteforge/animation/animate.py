@@ -97,7 +97,7 @@ def animate(model: LoadedModel, what: str, frames: int = 8, seed: int = 0, sampl
             steps: int = 20, cfg: float = 2.0, negative_prompt: str = "", reroll: list[int] | None = None,
             base_frames: list[np.ndarray] | None = None, callback=None, bf16: bool = False,
             poses: np.ndarray | None = None, fit_poses: bool = True, attrs: dict | None = None,
-            pose_template: bool = True, attr_guidance: float = 0.0) -> list[np.ndarray]:
+            pose_template: bool = True, attr_guidance: float | str = 0.0) -> list[np.ndarray]:
     """-> `frames` RGBA uint8 [H, W, 4] frames of one animation.
 
     With `base_frames` (an existing animation): `reroll` lists frame indices to generate anew, every

@@ -12,7 +12,7 @@ weighted sum of conditional predictions runs as one batched call (`combined_deno
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -66,24 +66,31 @@ def combined_denoiser(model: Callable, branches: list[tuple[float, dict]]) -> Ca
     return combined
 
 
-def attribute_guidance_branches(cond: dict, uncond: dict, scale: float, attr_scale: float) -> list[tuple[float, dict]]:
+def attribute_guidance_branches(cond: dict, uncond: dict, scale: float,
+                                attr_scale: float | Sequence[float]) -> list[tuple[float, dict]]:
     """CFG plus attribute-wise guidance for attribute models (after Liu et al. 2022, "Compositional
     Visual Generation with Composable Diffusion Models", with leave-one-out terms):
 
-        D = D_u + scale * (D_c - D_u) + attr_scale * sum_k (D_c - D_{c without attribute k})
+        D = D_u + scale * (D_c - D_u) + sum_k w_k * (D_c - D_{c without attribute k})
 
     Each term D_c - D_{c without k} is what attribute k alone adds to the full request, so a detail
     the plain guidance washes out (a small accessory, a colour never seen with this body) is pushed
-    on its own. "Without k" sets column k of `cond["attributes"]` to -1 (dropped, as in training's
-    per-attribute dropout); for items that did not request k the term is zero. One call per step
-    on (2 + K) x the batch, K = the attributes any item requested."""
+    on its own. `attr_scale` is one weight w for every attribute or one per column of
+    `cond["attributes"]` (e.g. only the action guided). "Without k" sets column k to -1 (dropped, as
+    in training's per-attribute dropout); for items that did not request k the term is zero. One call
+    per step on (2 + K) x the batch, K = the attributes with w_k > 0 that any item requested."""
     att = cond["attributes"]
-    asked = [k for k in range(att.shape[1]) if bool((att[:, k] >= 0).any())]
-    out = [(scale + attr_scale * len(asked), cond), (1.0 - scale, uncond)]
+    w = [float(attr_scale)] * att.shape[1] if isinstance(attr_scale, (int, float)) else [float(x) for x in attr_scale]
+    if len(w) != att.shape[1]:
+        raise ValueError(f"attribute guidance: {len(w)} weights for {att.shape[1]} attributes")
+    asked = [k for k in range(att.shape[1]) if w[k] > 0 and bool((att[:, k] >= 0).any())]
+    ws = {w[k] for k in asked}
+    total = ws.pop() * len(asked) if len(ws) == 1 else sum(w[k] for k in asked)   # one weight: as w * K, exactly
+    out = [(scale + total, cond), (1.0 - scale, uncond)]
     for k in asked:
         without = att.clone()
         without[:, k] = -1
-        out.append((-attr_scale, {**cond, "attributes": without}))
+        out.append((-w[k], {**cond, "attributes": without}))
     return out
 
 

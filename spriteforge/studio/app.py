@@ -18,7 +18,7 @@ import numpy as np
 from ..config import ATTR_GUIDANCE_HELP, PRESETS, SAMPLERS
 from ..data.dataset import DataError
 from ..training.checkpoint import CheckpointError
-from .generation import MAX_SEED, GenRequest
+from .generation import MAX_SEED, GenRequest, split_attr_guidance
 from .jobs import TrainRequest
 from .safety import MAX_FRAMES, MAX_PROMPT_CHARS, MAX_STEPS, MAX_UPLOAD_BYTES, StudioError
 from .service import Studio
@@ -129,6 +129,9 @@ def build_ui(studio: Studio):
                             cfg = gr.Slider(0, 10, 2.0, step=0.1, label="Guidance (cfg)", elem_id="cfg")
                             attr_g = gr.Slider(0, 4, 0.0, step=0.1, label="Attribute guidance (attribute models)",
                                                elem_id="attr-guidance", info=ATTR_GUIDANCE_HELP)
+                            attr_w = gr.Textbox(label="Per attribute (optional)", placeholder="action=2",
+                                                elem_id="attr-weights", max_length=200,
+                                                info="Overrides the slider for the attributes named: name=weight, ...")
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed",
                                              scale=4)
@@ -217,17 +220,18 @@ def build_ui(studio: Studio):
                         t_sample = gr.Image(label="Latest sample grid", interactive=False, elem_id="train-sample", height=260)
                 timer = gr.Timer(2.0)
 
-        gen_inputs = [model, prompt, negative, frames, sampler, steps, cfg, attr_g, seed, init, strength, mask, control,
+        gen_inputs = [model, prompt, negative, frames, sampler, steps, cfg, attr_g, attr_w, seed, init, strength, mask, control,
                       palette, alpha]
 
         # ----------------------------------------------------------------- Generate handlers
-        def on_generate(model_, prompt_, negative_, frames_, sampler_, steps_, cfg_, attr_g_, seed_, init_, strength_,
+        def on_generate(model_, prompt_, negative_, frames_, sampler_, steps_, cfg_, attr_g_, attr_w_, seed_, init_, strength_,
                         mask_, control_, palette_, alpha_):
             try:
                 uploads = {k: (studio.upload(Path(v).read_bytes(), k) if v else None)
                            for k, v in (("init", init_), ("mask", mask_), ("control", control_))}
                 req = GenRequest(model=model_ or "", prompt=prompt_, negative_prompt=negative_, frames=frames_,
-                                 sampler=sampler_, steps=steps_, cfg=cfg_, attr_guidance=attr_g_ or 0.0,
+                                 sampler=sampler_, steps=steps_, cfg=cfg_,
+                                 attr_guidance=f"{attr_g_ or 0.0},{attr_w_}" if (attr_w_ or "").strip() else attr_g_ or 0.0,
                                  seed=seed_ or 0, strength=strength_,
                                  palette_colors=palette_, alpha_threshold=alpha_, **uploads)
             except _USER_ERRORS as e:
@@ -314,7 +318,8 @@ def build_ui(studio: Studio):
                 gr.Warning(f"model {req.model} is not in this workspace any more")
             image = lambda rel: str(studio.workspace / rel) if rel else None  # noqa: E731
             return (gr.Dropdown(choices=sorted(set(names) | {req.model}), value=req.model), req.prompt,
-                    req.negative_prompt, req.frames, req.sampler, req.steps, req.cfg, req.attr_guidance, req.seed,
+                    req.negative_prompt, req.frames, req.sampler, req.steps, req.cfg, *split_attr_guidance(req.attr_guidance),
+                    req.seed,
                     image(req.init),
                     req.strength, image(req.mask), image(req.control), req.palette_colors, req.alpha_threshold,
                     gr.Tabs(selected="generate"), f"settings of `{item_id}` loaded: press Generate")

@@ -154,7 +154,7 @@ def settings_from_parameters(p: dict) -> dict:
             "steps": num("Steps", int, 20), "sampler": p.get("Sampler", "dpmpp-2m"), "cfg": num("CFG scale", float, 1.0),
             "seed": num("Seed", int, 0), "size": p.get("Size", ""), "model": p.get("Model", "?"),
             "frames": num("Frames", int, 1), "strength": num("Denoising strength", float, 0.6),
-            "attr_guidance": num("Attribute guidance", float, 0.0)}
+            "attr_guidance": num("Attribute guidance", float, p.get("Attribute guidance", 0.0))}  # or "action=2" text
 
 
 def read_png_settings(path: str | Path) -> dict:

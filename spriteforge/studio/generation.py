@@ -18,12 +18,32 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..config import SAMPLERS, SampleConfig
+from ..config import SAMPLERS, ConfigError, SampleConfig, format_attr_guidance, parse_attr_guidance
 from .gallery import Gallery, Item
 from .safety import MAX_FRAMES, MAX_STEPS, StudioError, check_prompt, check_range, confine, load_image
 
 BUILTIN = "builtin"
 MAX_SEED = 2**32 - 1           # seeds as AUTOMATIC1111 draws them; also exact in JavaScript numbers
+
+
+def check_attr_guidance(value) -> float | str:
+    """An attribute-guidance setting (a weight, or "1,action=2" text) in canonical form, each weight in
+    [0, 10]; the message names the field."""
+    try:
+        weights = parse_attr_guidance(value if isinstance(value, str) else float(value), "attr_guidance")
+    except (ConfigError, TypeError, ValueError) as e:
+        raise StudioError(f"attr_guidance: {e}" if isinstance(e, ConfigError) else
+                          f"attr_guidance must be a number or 'name=weight,...', got {value!r}") from None
+    for name, w in weights.items():
+        check_range(w, 0.0, 10.0, "attr_guidance" if name == "*" else f"attr_guidance {name}", float)
+    return format_attr_guidance(weights)
+
+
+def split_attr_guidance(value) -> tuple[float, str]:
+    """A canonical attribute-guidance setting -> (the weight for every attribute, the "name=w, ..." text
+    of the named ones): the studio's slider and text box."""
+    weights = parse_attr_guidance(value, "attr_guidance")
+    return weights.get("*", 0.0), ", ".join(f"{k}={w:g}" for k, w in weights.items() if k != "*")
 
 
 @dataclass
@@ -35,7 +55,7 @@ class GenRequest:
     sampler: str = "dpmpp-2m"
     steps: int = 20
     cfg: float = 2.0                 # classifier-free guidance scale (1 = off)
-    attr_guidance: float = 0.0       # attribute-wise guidance weight (attribute models; 0 = off; see --attr-guidance)
+    attr_guidance: float | str = 0.0  # attribute-wise guidance (attribute models; 0 = off; 1 or "action=2": see --attr-guidance)
     seed: int = 0
     init: str | None = None          # workspace path of an init image (image-to-image)
     strength: float = 0.6            # with init: how much to change it, in (0, 1]
@@ -53,7 +73,7 @@ class GenRequest:
             raise StudioError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
         self.steps = check_range(self.steps, 1, MAX_STEPS, "steps")
         self.cfg = check_range(self.cfg, 0.0, 30.0, "cfg", float)
-        self.attr_guidance = check_range(self.attr_guidance, 0.0, 10.0, "attr_guidance", float)
+        self.attr_guidance = check_attr_guidance(self.attr_guidance)
         self.seed = check_range(self.seed, 0, MAX_SEED, "seed")
         self.strength = check_range(self.strength, 0.01, 1.0, "strength", float)
         self.palette_colors = check_range(self.palette_colors, 0, 256, "palette_colors")
