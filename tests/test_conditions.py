@@ -29,6 +29,9 @@ VOCAB = {"archetype": ["knight", "mage", "slime"], "palette": ["blue", "red"], "
                                                 "direction": "front"}),
     ("mage with a sword, running left", {"archetype": "mage", "accessory": "sword", "action": "run", "direction": "left"}),
     ("knights", {"archetype": "knight"}),
+    ("a red knight with no accessory walking right", {"palette": "red", "archetype": "knight", "accessory": "none",
+                                                      "action": "walk", "direction": "right"}),
+    ("a mage without an accessory", {"archetype": "mage", "accessory": "none"}),
 ])
 def test_prompts_become_attributes(text, expected):
     assert parse_attributes(text, VOCAB) == expected

@@ -25,7 +25,9 @@ from .dataset import DataError, ImageSet
 SYNONYMS = {"walking": "walk", "walks": "walk", "running": "run", "runs": "run", "jumping": "jump",
             "jumps": "jump", "attacking": "attack", "attacks": "attack", "standing": "idle", "idling": "idle",
             "camera": "front", "toward": "front", "towards": "front", "facing the camera": "front",
-            "grey": "gray", "violet": "purple", "yellow": "gold", "skeletons": "skeleton", "knights": "knight"}
+            "grey": "gray", "violet": "purple", "yellow": "gold", "skeletons": "skeleton", "knights": "knight",
+            "no accessory": "none", "no accessories": "none", "without an accessory": "none",
+            "without accessories": "none", "without any accessory": "none"}
 
 
 def attribute_vocab(data: ImageSet, names: tuple[str, ...]) -> dict[str, list[str]]:
