@@ -80,7 +80,8 @@ def test_default_classifier_accuracy():
     torch.set_num_threads(1)
     clf = A.load_classifier(size=32)
     acc = clf.heldout_accuracy
-    assert acc["archetype"] > 0.95 and acc["palette"] > 0.99 and acc["accessory"] > 0.9 and acc["direction"] > 0.95
+    assert acc["archetype"] > 0.95 and acc["palette"] > 0.99 and acc["accessory"] > 0.97 and acc["direction"] > 0.95
+    assert acc["action"] > 0.93   # all 84 frames per character (16 random ones gave ~0.87)
     d = render_builtin(size=32, characters=24)
     res = A.adherence(d.images, [{k: m[k] for k in A.ATTRIBUTES} for m in d.meta], clf)
     assert res["archetype"] > 0.95 and res["palette"] > 0.99
