@@ -122,6 +122,7 @@ def sample(
     attr: list[str] = typer.Option([], "--attr", help="Attribute models: set one attribute, e.g. --attr palette=red (repeatable)."),
     pose: Optional[Path] = typer.Option(None, "--pose", help="Pose models: a pose JSON; image i is drawn in pose i (mod the pose count)."),
     control_map: list[str] = typer.Option([], "--control-map", help="Control models: KIND=IMAGE, a grayscale map (edges, silhouette) of the model's size (repeatable)."),
+    pose_template: bool = typer.Option(True, "--pose-template/--no-pose-template", help="Pose models of the built-in set without --pose or --control-map: draw image i in a pose of the requested action's cycle (the renderer's skeleton, as animate does); off: the model picks the pose freely."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     bf16: bool = typer.Option(False, "--bf16/--no-bf16", help="bf16 autocast while sampling."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -162,6 +163,12 @@ def sample(
                                                   _parse_attrs(attr))[None].expand(n, -1)
         if pose is not None or control_map:
             extra["control"] = _sample_control(m, n, pose, control_map)
+        elif pose_template and (prompt or attr) and init is None:
+            from .animation.animate import template_poses
+            from .data.conditions import pose_control
+            poses = template_poses(m, "" if m.config.model.text_encoder else prompt or "", n, _parse_attrs(attr))
+            if poses is not None:  # a built-in pose model asked for an action: spread the images over its cycle
+                extra["control"] = pose_control(poses, m.config.model)
         imgs = _with_progress(f"sampling {n} x {steps} steps ({sampler})", steps,
                               lambda cb: generate(m, sc, callback=cb, bf16=bf16, **extra))
         out.parent.mkdir(parents=True, exist_ok=True)

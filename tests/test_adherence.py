@@ -76,7 +76,7 @@ def test_palette_rule_exact_on_renders():
 
 @pytest.mark.slow
 def test_default_classifier_accuracy():
-    """The default classifier (trained once, ~1 min, then cached in ~/.cache/spriteforge)."""
+    """The default classifier (trained once, a few minutes, then cached in ~/.cache/spriteforge)."""
     torch.set_num_threads(1)
     clf = A.load_classifier(size=32)
     acc = clf.heldout_accuracy

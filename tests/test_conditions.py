@@ -248,3 +248,17 @@ def test_pose_template_follows_the_renderers_cycle(attr_model):
     first = template_poses(m, f"a {arch} attacking right", frames=4, attrs={"accessory": one})
     second = template_poses(m, f"a {arch} attacking right", frames=4, attrs={"accessory": two})
     assert np.allclose(first[0], render_frame(body, "attack", 0, "right", 16)[1]) and not np.allclose(first, second)
+
+
+def test_cli_sample_follows_the_pose_template_of_the_requested_action(attr_model, tmp_path):
+    """`sample` on a built-in pose model draws image i in a pose of the requested action's cycle, as
+    `animate` does; --no-pose-template lets the model pick the pose."""
+    from PIL import Image
+    grids = {}
+    for flag in ("--pose-template", "--no-pose-template"):
+        out = tmp_path / f"{flag.strip('-')}.png"
+        p = subprocess.run([sys.executable, "-m", "spriteforge.cli", "sample", str(attr_model), "--n", "3", "--steps", "2",
+                            "--prompt", "a mage jumping left", flag, "--out", str(out)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        grids[flag] = np.array(Image.open(out))
+    assert not np.array_equal(grids["--pose-template"], grids["--no-pose-template"])
