@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ATTR_GUIDANCE_HELP, PRESETS, SAMPLERS
+from ..config import PRESETS, SAMPLERS
 from ..data.dataset import DataError
 from ..training.checkpoint import CheckpointError
 from .generation import MAX_SEED, GenRequest, split_attr_guidance
@@ -127,11 +127,13 @@ def build_ui(studio: Studio):
                         with gr.Row():
                             steps = gr.Slider(1, MAX_STEPS, 20, step=1, label="Steps", elem_id="steps")
                             cfg = gr.Slider(0, 10, 2.0, step=0.1, label="Guidance (cfg)", elem_id="cfg")
+                        with gr.Row():
                             attr_g = gr.Slider(0, 4, 0.0, step=0.1, label="Attribute guidance (attribute models)",
-                                               elem_id="attr-guidance", info=ATTR_GUIDANCE_HELP)
+                                               elem_id="attr-guidance",
+                                               info="Pushes each requested attribute on its own; 0 = off. Slower.")
                             attr_w = gr.Textbox(label="Per attribute (optional)", placeholder="action=2",
                                                 elem_id="attr-weights", max_length=200,
-                                                info="Overrides the slider for the attributes named: name=weight, ...")
+                                                info="name=weight, ...: overrides the slider for the attributes named")
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed",
                                              scale=4)
