@@ -248,6 +248,8 @@ def attr_guidance_weights(value, names: list[str] | tuple[str, ...], flag: str =
         raise ConfigError(f"`{flag}`: {', '.join(map(repr, unknown))} is not an attribute of this model; "
                           f"it has {', '.join(names) or 'no attributes'}")
     return [weights.get(k, weights.get("*", 0.0)) for k in names]
+
+
 SAMPLERS = ("euler", "heun", "dpmpp-2m", "euler-ancestral", "ddim", "ddpm")
 
 

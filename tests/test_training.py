@@ -146,13 +146,12 @@ def test_small_fd_is_logged_and_plotted_during_training(tmp_path):
 def test_init_from_starts_from_another_runs_weights(tmp_path):
     data = tiny_imageset()
     train(_cfg(steps=6), tmp_path / "base", data=data, quiet=True)
-    base = load_model(tmp_path / "base")
     # zero steps of training are not possible, so stop after one step at a tiny learning rate: the
     # EMA starts as the base run's EMA and moves by far less than a fresh initialisation differs
     tuned = train(_cfg(steps=1, lr=1e-8, warmup_steps=0, init_from=str(tmp_path / "base")), tmp_path / "tuned",
                   data=data, quiet=True)
     assert tuned.step == 1                                  # a fresh step counter, not the base run's 6
-    fresh = train(_cfg(steps=1, lr=1e-8, warmup_steps=0), tmp_path / "fresh", data=data, quiet=True)
+    train(_cfg(steps=1, lr=1e-8, warmup_steps=0), tmp_path / "fresh", data=data, quiet=True)
     a, b, c = (load_model(tmp_path / n).denoiser.state_dict() for n in ("base", "tuned", "fresh"))
     near = max((a[k] - b[k]).abs().max().item() for k in a)
     far = max((a[k] - c[k]).abs().max().item() for k in a)

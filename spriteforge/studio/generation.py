@@ -32,7 +32,7 @@ def check_attr_guidance(value) -> float | str:
     try:
         weights = parse_attr_guidance(value if isinstance(value, str) else float(value), "attr_guidance")
     except (ConfigError, TypeError, ValueError) as e:
-        raise StudioError(f"attr_guidance: {e}" if isinstance(e, ConfigError) else
+        raise StudioError(str(e) if isinstance(e, ConfigError) else
                           f"attr_guidance must be a number or 'name=weight,...', got {value!r}") from None
     for name, w in weights.items():
         check_range(w, 0.0, 10.0, "attr_guidance" if name == "*" else f"attr_guidance {name}", float)
