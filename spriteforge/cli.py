@@ -166,7 +166,7 @@ def sample(
         elif pose_template and (prompt or attr) and init is None:
             from .animation.animate import template_poses
             from .data.conditions import pose_control
-            poses = template_poses(m, "" if m.config.model.text_encoder else prompt or "", n, _parse_attrs(attr))
+            poses = template_poses(m, prompt or "", n, _parse_attrs(attr))
             if poses is not None:  # a built-in pose model asked for an action: spread the images over its cycle
                 extra["control"] = pose_control(poses, m.config.model)
         imgs = _with_progress(f"sampling {n} x {steps} steps ({sampler})", steps,
